@@ -1,0 +1,5 @@
+"""``python -m deploykit ...`` is the ``deploykit`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""Engine: one loaded model on one backend, with the contract every backend shares.
+
+The engine checks state and inputs *before* a backend sees them, converts what can be converted
+without losing meaning, and assembles outputs into a dict. Backends only run validated feeds.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import backends as _registry
+from .backends.base import Backend
+from .errors import (BackendError, BackendUnavailable, DeployKitError, EngineClosed,
+                     InputMismatch, ModelLoadError)
+from .model import ModelLike, ModelSource, open_model
+from .spec import TensorSpec, dtype_name
+
+log = logging.getLogger("deploykit")
+
+Feeds = Mapping[str, Any] | np.ndarray
+
+
+class Engine:
+    """A model loaded on a backend. Create it with :func:`deploykit.load`.
+
+    ``run`` may be called from several threads at once; backends whose runtime is not
+    thread-safe are serialised by the engine.
+    """
+
+    def __init__(self, backend: Backend, source: ModelSource) -> None:
+        self._backend: Backend | None = backend
+        self.source = source
+        self.inputs: list[TensorSpec] = list(backend.inputs)
+        self.outputs: list[TensorSpec] = list(backend.outputs)
+        self.backend: str = backend.name
+        self.device: str = backend.device
+        self.fallback: str | None = backend.fallback
+        self._input_names = tuple(s.name for s in self.inputs)
+        self._input_set = frozenset(self._input_names)
+        self._output_names = tuple(s.name for s in self.outputs)
+        self._output_set = frozenset(self._output_names)
+        # Per input: (name, dtype, rank or None, ((axis, fixed size), ...), spec) — built once.
+        self._checks = [
+            (s.name, s.dtype, s.rank,
+             tuple((i, d) for i, d in enumerate(s.shape or ()) if isinstance(d, int)), s)
+            for s in self.inputs
+        ]
+        self._lock = None if backend.thread_safe else threading.Lock()
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, feeds: Feeds, outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
+        """Run the model. ``feeds`` maps input names to arrays (a bare array is accepted for a
+        one-input model); ``outputs`` selects output names (default: all, in model order)."""
+        backend = self._backend
+        if backend is None:
+            raise EngineClosed(f"engine for {self.source.label} is closed; load the model again")
+        if not isinstance(feeds, Mapping):
+            if len(self._input_names) != 1:
+                raise InputMismatch(
+                    f"a bare array was given but the model has {len(self._input_names)} inputs "
+                    f"({', '.join(self._input_names)}); pass a dict name -> array"
+                )
+            feeds = {self._input_names[0]: feeds}
+        checked = self._check_feeds(feeds)
+        names = None if outputs is None else self._check_outputs(outputs)
+        try:
+            if self._lock is None:
+                result = backend.run_impl(checked, names)
+            else:
+                with self._lock:
+                    result = backend.run_impl(checked, names)
+        except DeployKitError:
+            raise
+        except Exception as e:
+            text = str(e).strip().splitlines()
+            raise BackendError(
+                f"{self.backend} failed running {self.source.label}: "
+                f"{text[0] if text else type(e).__name__}"
+            ) from e
+        return dict(zip(self._output_names if names is None else names, result))
+
+    __call__ = run
+
+    def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if feeds.keys() != self._input_set:
+            given = set(feeds)
+            unknown = sorted(given - self._input_set)
+            missing = [n for n in self._input_names if n not in given]
+            parts = []
+            if unknown:
+                parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
+            if missing:
+                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+            raise InputMismatch(
+                f"{'; '.join(parts)}; the model's inputs are: "
+                + ", ".join(str(s) for s in self.inputs)
+            )
+        checked: dict[str, np.ndarray] = {}
+        for name, dtype, rank, fixed, spec in self._checks:
+            a = feeds[name]
+            if type(a) is not np.ndarray:
+                a = _as_array(a, spec)
+            if a.dtype != dtype:
+                a = _convert(a, spec)
+            if rank is not None and a.ndim != rank:
+                raise InputMismatch(
+                    f"input {name!r}: got {a.ndim}-d array of shape {a.shape}, expected rank "
+                    f"{rank}: {dtype_name(dtype)}{spec.shape_str()}"
+                )
+            shape = a.shape
+            for axis, size in fixed:
+                if shape[axis] != size:
+                    raise InputMismatch(
+                        f"input {name!r}: got shape {shape}, expected {spec.shape_str()} "
+                        f"(dimension {axis} must be {size}, got {shape[axis]})"
+                    )
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)
+            checked[name] = a
+        return checked
+
+    def _check_outputs(self, outputs: Sequence[str] | str) -> list[str]:
+        names = [outputs] if isinstance(outputs, str) else list(outputs)
+        bad = [n for n in names if n not in self._output_set]
+        if bad or not names:
+            raise InputMismatch(
+                f"unknown output(s) {', '.join(map(repr, bad)) or '(none requested)'}; the "
+                f"model's outputs are: {', '.join(map(repr, self._output_names))}"
+            )
+        return names
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._backend is None
+
+    def close(self) -> None:
+        """Release the runtime's resources; further ``run`` calls raise ``EngineClosed``."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """Backend facts as plain data: version, threads, providers, fallback, ..."""
+        data: dict[str, Any] = {"backend": self.backend, "device": self.device,
+                                "model": self.source.label, "format": self.source.format}
+        if self._backend is not None:
+            data.update(self._backend.info())
+        data["fallback"] = self.fallback
+        return data
+
+    def __repr__(self) -> str:
+        state = " (closed)" if self.closed else ""
+        lines = [f"<deploykit.Engine {self.backend} on {self.device}{state}: {self.source.label}"]
+        lines += [f"  input   {s}" for s in self.inputs]
+        lines += [f"  output  {s}" for s in self.outputs]
+        if self.fallback:
+            lines.append(f"  fallback: {self.fallback}")
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        rows = "".join(
+            f"<tr><td>{kind}</td><td><code>{e(s.name)}</code></td><td>{e(dtype_name(s.dtype))}"
+            f"</td><td>{e(s.shape_str())}</td></tr>"
+            for kind, specs in (("input", self.inputs), ("output", self.outputs)) for s in specs
+        )
+        extra = f"<br>fallback: {e(self.fallback)}" if self.fallback else ""
+        return (
+            f"<div><b>deploykit.Engine</b> &mdash; backend <b>{e(self.backend)}</b> on "
+            f"<b>{e(self.device)}</b>{' (closed)' if self.closed else ''}<br>"
+            f"<code>{e(self.source.label)}</code>{extra}"
+            "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise InputMismatch(
+            f"input {spec.name!r}: cannot make an array of the {type(value).__name__} given "
+            f"({e}); expected {spec}"
+        ) from e
+
+
+def _convert(a: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Convert ``a`` to the spec's dtype when no meaning is lost; raise InputMismatch otherwise.
+
+    Allowed: float -> float, int/bool -> float, int -> int when every value fits, bool -> int,
+    str -> string tensors. Refused: float -> int, numbers <-> strings, anything -> bool.
+    """
+    src, dst = a.dtype, spec.dtype
+    want = f"expected {dtype_name(dst)} for {spec}"
+    if dst == np.dtype(object):
+        if src.kind in "UOS":
+            return a.astype(object)
+        raise InputMismatch(f"input {spec.name!r}: got {src} array, {want}")
+    if src.kind in "UOSVMm" or dst.kind == "b" or src.kind not in "biufc":
+        raise InputMismatch(f"input {spec.name!r}: got {dtype_name(src)} array, {want}")
+    if src.kind in "fc" and dst.kind in "iu":
+        raise InputMismatch(
+            f"input {spec.name!r}: got {src} array, {want}; converting would drop fractions — "
+            f"cast it yourself (e.g. a.astype('{dst}'))"
+        )
+    if src.kind == "c" and dst.kind != "c":
+        raise InputMismatch(f"input {spec.name!r}: got complex array, {want}")
+    if src.kind in "iu" and dst.kind in "iu" and a.size:
+        info = np.iinfo(dst)
+        lo, hi = a.min(), a.max()
+        if lo < info.min or hi > info.max:
+            raise InputMismatch(
+                f"input {spec.name!r}: {src} values in [{lo}, {hi}] do not fit {dst} "
+                f"[{info.min}, {info.max}]"
+            )
+    out = a.astype(dst, order="C")
+    if dst.kind == "f" and src.kind == "f" and dst.itemsize < src.itemsize and a.size:
+        if np.isinf(out).any() and not np.isinf(a).any():
+            raise InputMismatch(
+                f"input {spec.name!r}: {src} values overflow {dst} (max {np.finfo(dst).max})"
+            )
+    return out
+
+
+def load(
+    model: ModelLike,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    check: bool = True,
+    **options: Any,
+) -> Engine:
+    """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
+
+    ``backend="auto"`` tries the registered backends that load the model's format in the
+    documented priority order (``deploykit.backends.AUTO_ORDER``) and takes the first that is
+    installed and loads the model. ``threads`` defaults to the CPUs this process may use.
+    ``check=False`` skips the ONNX checker. Other keyword options go to the backend
+    (e.g. ``providers=[...]`` for onnxruntime).
+    """
+    source = open_model(model, check=check)
+    if backend != "auto":
+        name = _registry.canonical_name(backend)
+        cls = _registry.backend_class(name)
+        if source.format not in cls.formats:
+            raise ModelLoadError(
+                f"{source.label}: backend {name!r} loads {'/'.join(cls.formats)} models, "
+                f"not {source.format}"
+            )
+        return _open(cls, source, threads, options)
+
+    reasons: list[str] = []
+    rejected = False  # did an installed backend refuse the model itself?
+    candidates = _registry.auto_candidates(source.format)
+    for name in candidates:
+        cls = _registry.backend_class(name)
+        try:
+            return _open(cls, source, threads, options)
+        except (BackendUnavailable, ModelLoadError) as e:
+            log.info("auto: skipping %s for %s: %s", name, source.label, e)
+            rejected = rejected or isinstance(e, ModelLoadError)
+            reasons.append(f"{name}: {e}")
+    if not candidates:
+        raise BackendUnavailable(
+            f"{source.label}: no registered backend loads {source.format} models yet"
+        )
+    error = ModelLoadError if rejected else BackendUnavailable
+    raise error(f"{source.label}: no backend could run it — " + "; ".join(reasons))
+
+
+def _open(cls: type[Backend], source: ModelSource, threads: int | None,
+          options: dict[str, Any]) -> Engine:
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown:
+        known = [k for k in accepted if k not in ("self", "source", "threads")]
+        raise TypeError(
+            f"backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its options: "
+            f"{', '.join(known) or '(none)'}"
+        )
+    cls.runtime_version()
+    engine = Engine(cls(source, threads=threads, **options), source)
+    log.info("loaded %s on %s (%s)", source.label, engine.backend, engine.device)
+    return engine

@@ -1,0 +1,205 @@
+"""Model artifacts: turn what the user passed (path, bytes, ``onnx.ModelProto``) into a checked source.
+
+Everything about the *file* is decided here, before any runtime sees it: the format, whether it
+parses, whether it is structurally an ONNX model, whether external-data references stay inside
+the model's folder. Runtimes are C++ and trust their input; we do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from .errors import ModelLoadError, ModelNotFound
+from .spec import TensorSpec, normalize_dim
+
+if TYPE_CHECKING:
+    import onnx
+
+#: What ``dk.load`` accepts as a model.
+ModelLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, "onnx.ModelProto"]
+
+_TFLITE_MAGIC = b"TFL3"  # FlatBuffer file identifier at byte offset 4 of every .tflite file
+_PROTO_LIMIT = 2**31 - 1  # protobuf cannot serialize a message larger than 2 GiB
+
+
+@dataclass
+class ModelSource:
+    """One model artifact, checked and ready for a backend.
+
+    ``path`` is set when the model came from a file (backends should load from it, so that external
+    data next to it is found); ``data`` holds the bytes when it came from memory.
+    """
+
+    format: str
+    label: str
+    path: Path | None = None
+    data: bytes | None = None
+    _proto: Any = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The parsed ONNX model (external tensor data not loaded)."""
+        if self.format != "onnx":
+            raise ModelLoadError(f"{self.label}: a {self.format} model has no ONNX graph")
+        return self._proto
+
+    @property
+    def size(self) -> int:
+        if self.path is not None:
+            return self.path.stat().st_size
+        return len(self.data or b"")
+
+    def sha256(self) -> str:
+        """Hex sha256 of the artifact's bytes (of the main file for a path)."""
+        if self._sha256 is None:
+            h = hashlib.sha256()
+            if self.path is not None:
+                with open(self.path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            else:
+                h.update(self.data or b"")
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+
+def open_model(model: ModelLike, *, check: bool = True) -> ModelSource:
+    """Identify and check a model artifact; raise ``ModelLoadError`` naming it and the cause."""
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).expanduser()
+        label = str(path)
+        if not path.exists():
+            raise ModelNotFound(f"model file not found: {label}")
+        if not path.is_file():
+            raise ModelLoadError(f"{label}: not a regular file")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise ModelLoadError(f"{label}: cannot read ({e.strerror or e})") from e
+        fmt = _detect_format(head, path.suffix)
+        source = ModelSource(format=fmt, label=label, path=path)
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        fmt = _detect_format(data[:8], "")
+        source = ModelSource(format=fmt, label=f"<{len(data)} bytes>", data=data)
+    elif type(model).__name__ == "ModelProto" and hasattr(model, "SerializeToString"):
+        try:
+            data = model.SerializeToString()
+        except ValueError as e:  # message over 2 GiB
+            raise ModelLoadError(f"<onnx.ModelProto>: cannot serialize ({e}); save it with "
+                                 "external data and load the path instead") from e
+        source = ModelSource(format="onnx", label="<onnx.ModelProto>", data=data, _proto=model)
+    else:
+        raise ModelLoadError(
+            f"cannot load a model from {type(model).__name__}; expected a path, bytes or an "
+            "onnx.ModelProto"
+        )
+    if source.size == 0:
+        raise ModelLoadError(f"{source.label}: empty file (0 bytes)")
+    if source.format == "onnx":
+        _check_onnx(source, check=check)
+    return source
+
+
+def _detect_format(head: bytes, suffix: str) -> str:
+    if head[4:8] == _TFLITE_MAGIC or suffix.lower() == ".tflite":
+        return "tflite"
+    return "onnx"
+
+
+def _check_onnx(source: ModelSource, *, check: bool) -> None:
+    """Parse the ONNX protobuf and reject what is not a runnable model, with the reason."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if source._proto is None:
+        try:
+            if source.path is not None:
+                if source.size > _PROTO_LIMIT:
+                    raise ModelLoadError(f"{source.label}: {source.size} bytes is over the 2 GiB "
+                                         "protobuf limit; store the weights as external data")
+                proto = onnx.load_model(str(source.path), load_external_data=False)
+            else:
+                proto = onnx.load_model_from_string(source.data or b"")
+        except DecodeError as e:
+            raise ModelLoadError(
+                f"{source.label}: not a valid ONNX file (protobuf decode failed: {e}); the file "
+                "may be truncated or corrupted"
+            ) from e
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(f"{source.label}: cannot parse as ONNX: {e}") from e
+        source._proto = proto
+    proto = source._proto
+    if proto.ir_version <= 0 or not proto.HasField("graph"):
+        raise ModelLoadError(f"{source.label}: not an ONNX model (no IR version or no graph); "
+                             "is this the right file?")
+    if not proto.graph.output:
+        raise ModelLoadError(f"{source.label}: the ONNX graph declares no outputs")
+    if source.path is not None:
+        _check_external_data(source.label, source.path.parent.resolve(), proto)
+    if check:
+        try:
+            if source.path is not None:
+                onnx.checker.check_model(str(source.path))
+            else:
+                onnx.checker.check_model(proto)
+        except (onnx.checker.ValidationError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(
+                f"{source.label}: fails the ONNX checker: {first} (pass check=False to skip)"
+            ) from e
+
+
+def _check_external_data(label: str, base: Path, proto: onnx.ModelProto) -> None:
+    """External-data locations must be relative paths inside the model's folder."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    for tensor in _get_all_tensors(proto):
+        for entry in tensor.external_data:
+            if entry.key != "location":
+                continue
+            loc = Path(entry.value)
+            target = (base / loc).resolve()
+            if loc.is_absolute() or (target != base and base not in target.parents):
+                raise ModelLoadError(f"{label}: tensor {tensor.name!r} points its external data "
+                                     f"outside the model folder ({entry.value!r}); refusing it")
+
+
+def onnx_io_specs(proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output TensorSpecs of an ONNX graph; initializer-backed inputs are not inputs."""
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [_value_spec(v) for v in proto.graph.input if v.name not in inits]
+    outputs = [_value_spec(v) for v in proto.graph.output]
+    return inputs, outputs
+
+
+def _value_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    ttype = value.type.tensor_type
+    try:
+        dtype = np.dtype(tensor_dtype_to_np_dtype(ttype.elem_type))
+    except (KeyError, TypeError, ValueError):
+        dtype = np.dtype(object)
+    shape = None
+    if ttype.HasField("shape"):
+        shape = tuple(
+            normalize_dim(d.dim_value if d.HasField("dim_value")
+                          else d.dim_param if d.HasField("dim_param") else None)
+            for d in ttype.shape.dim
+        )
+    return TensorSpec(value.name, shape, dtype)
