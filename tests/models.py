@@ -1,0 +1,100 @@
+"""Small ONNX models built in code for the edge cases real models rarely hit."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
+           outputs: list[onnx.ValueInfoProto], *, opset: int = 17,
+           initializers: list[onnx.TensorProto] | None = None) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, initializer=initializers or [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def vi(name: str, elem: int, shape: list[int | str | None] | None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def dynamic_add() -> onnx.ModelProto:
+    """z[N,3] = x[N,3] + y[N,3]: a symbolic batch dim shared by two inputs."""
+    return _model([helper.make_node("Add", ["x", "y"], ["z"])],
+                  [vi("x", TensorProto.FLOAT, ["N", 3]), vi("y", TensorProto.FLOAT, ["N", 3])],
+                  [vi("z", TensorProto.FLOAT, ["N", 3])])
+
+
+def many_io() -> onnx.ModelProto:
+    """Five inputs of four dtypes, four outputs (float, int64, bool, int32)."""
+    nodes = [
+        helper.make_node("Add", ["a", "b"], ["sum"]),
+        helper.make_node("Mul", ["i", "j"], ["prod"]),
+        helper.make_node("Not", ["flag"], ["not_flag"]),
+        helper.make_node("Where", ["flag", "i", "j"], ["picked"]),
+        helper.make_node("Cast", ["picked"], ["picked32"], to=TensorProto.INT32),
+    ]
+    return _model(nodes,
+                  [vi("a", TensorProto.FLOAT, ["batch", 4]), vi("b", TensorProto.FLOAT, ["batch", 4]),
+                   vi("i", TensorProto.INT64, ["batch", 4]), vi("j", TensorProto.INT64, ["batch", 4]),
+                   vi("flag", TensorProto.BOOL, ["batch", 4])],
+                  [vi("sum", TensorProto.FLOAT, ["batch", 4]), vi("prod", TensorProto.INT64, ["batch", 4]),
+                   vi("not_flag", TensorProto.BOOL, ["batch", 4]),
+                   vi("picked32", TensorProto.INT32, ["batch", 4])])
+
+
+def fixed_image() -> onnx.ModelProto:
+    """y = relu(x) on a fixed float32[1,3,4,4]: every dim is checked."""
+    return _model([helper.make_node("Relu", ["x"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, [1, 3, 4, 4])], [vi("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+
+
+def uint8_and_half() -> onnx.ModelProto:
+    """u8[N,2] -> cast to float16, added to h[N,2] (float16)."""
+    nodes = [helper.make_node("Cast", ["u"], ["uf"], to=TensorProto.FLOAT16),
+             helper.make_node("Add", ["uf", "h"], ["out"])]
+    return _model(nodes, [vi("u", TensorProto.UINT8, ["N", 2]), vi("h", TensorProto.FLOAT16, ["N", 2])],
+                  [vi("out", TensorProto.FLOAT16, ["N", 2])])
+
+
+def strings() -> onnx.ModelProto:
+    """Identity over a string tensor."""
+    return _model([helper.make_node("Identity", ["s"], ["t"])],
+                  [vi("s", TensorProto.STRING, ["N"])], [vi("t", TensorProto.STRING, ["N"])])
+
+
+def reshape_to(shape_input: bool = True) -> onnx.ModelProto:
+    """y = reshape(x[N,6], shape): a bad ``shape`` value fails inside the runtime."""
+    return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["N", 6]), vi("shape", TensorProto.INT64, [2])],
+                  [vi("y", TensorProto.FLOAT, None)])
+
+
+def scalar_input() -> onnx.ModelProto:
+    """y[N] = x[N] * k where k is a 0-d int64 (like silero's ``sr``) cast to float."""
+    nodes = [helper.make_node("Cast", ["k"], ["kf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "kf"], ["y"])]
+    return _model(nodes, [vi("x", TensorProto.FLOAT, ["N"]), vi("k", TensorProto.INT64, [])],
+                  [vi("y", TensorProto.FLOAT, ["N"])])
+
+
+def with_initializer_input() -> onnx.ModelProto:
+    """IR-3 style: the weight ``w`` is listed as a graph input *and* has an initializer."""
+    w = numpy_helper.from_array(np.array([2.0, 3.0], np.float32), "w")
+    return _model([helper.make_node("Mul", ["x", "w"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["N", 2]), vi("w", TensorProto.FLOAT, [2])],
+                  [vi("y", TensorProto.FLOAT, ["N", 2])], initializers=[w])
+
+
+def future_opset(version: int = 99) -> onnx.ModelProto:
+    """A Relu model that claims an opset no runtime knows."""
+    return _model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", TensorProto.FLOAT, ["N"])],
+                  [vi("y", TensorProto.FLOAT, ["N"])], opset=version)
+
+
+def unknown_op() -> onnx.ModelProto:
+    """A node of an operator that does not exist in any domain."""
+    return _model([helper.make_node("NoSuchOp", ["x"], ["y"], domain="example.custom")],
+                  [vi("x", TensorProto.FLOAT, ["N"])], [vi("y", TensorProto.FLOAT, ["N"])])
