@@ -13,8 +13,16 @@ import logging
 
 from .backends import Availability, available_backends
 from .engine import Engine, load
-from .errors import (BackendError, BackendUnavailable, DeployKitError, EngineClosed,
-                     InputMismatch, ModelLoadError, ModelNotFound, UnknownBackend)
+from .errors import (
+                     BackendError,
+                     BackendUnavailable,
+                     DeployKitError,
+                     EngineClosed,
+                     InputMismatch,
+                     ModelLoadError,
+                     ModelNotFound,
+                     UnknownBackend,
+)
 from .spec import TensorSpec
 
 __version__ = "0.1.0"
@@ -22,7 +30,18 @@ __version__ = "0.1.0"
 logging.getLogger("deploykit").addHandler(logging.NullHandler())
 
 __all__ = [
-    "Availability", "BackendError", "BackendUnavailable", "DeployKitError", "Engine",
-    "EngineClosed", "InputMismatch", "ModelLoadError", "ModelNotFound", "TensorSpec",
-    "UnknownBackend", "available_backends", "load", "__version__",
+                     "Availability",
+                     "BackendError",
+                     "BackendUnavailable",
+                     "DeployKitError",
+                     "Engine",
+                     "EngineClosed",
+                     "InputMismatch",
+                     "ModelLoadError",
+                     "ModelNotFound",
+                     "TensorSpec",
+                     "UnknownBackend",
+                     "__version__",
+                     "available_backends",
+                     "load",
 ]

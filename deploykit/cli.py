@@ -148,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
                 stats = f" min={arr.min():.6g} max={arr.max():.6g} mean={arr.mean():.6g}"
             print(f"  {name}: {arr.dtype}{list(arr.shape)}{stats}")
         if args.output:
-            np.savez(args.output, **{k: np.asarray(v) for k, v in outputs.items()})
+            arrays: dict[str, Any] = {k: np.asarray(v) for k, v in outputs.items()}
+            np.savez(args.output, **arrays)
             print(f"wrote {args.output}")
     return 0
 

@@ -17,8 +17,14 @@ import numpy as np
 
 from . import backends as _registry
 from .backends.base import Backend
-from .errors import (BackendError, BackendUnavailable, DeployKitError, EngineClosed,
-                     InputMismatch, ModelLoadError)
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    DeployKitError,
+    EngineClosed,
+    InputMismatch,
+    ModelLoadError,
+)
 from .model import ModelLike, ModelSource, open_model
 from .spec import TensorSpec, dtype_name
 
@@ -229,12 +235,13 @@ def _convert(a: np.ndarray, spec: TensorSpec) -> np.ndarray:
                 f"input {spec.name!r}: {src} values in [{lo}, {hi}] do not fit {dst} "
                 f"[{info.min}, {info.max}]"
             )
-    out = a.astype(dst, order="C")
-    if dst.kind == "f" and src.kind == "f" and dst.itemsize < src.itemsize and a.size:
-        if np.isinf(out).any() and not np.isinf(a).any():
-            raise InputMismatch(
-                f"input {spec.name!r}: {src} values overflow {dst} (max {np.finfo(dst).max})"
-            )
+    with np.errstate(over="ignore"):  # overflow is detected just below, with a clear message
+        out = a.astype(dst, order="C")
+    narrowed = dst.kind == "f" and src.kind == "f" and dst.itemsize < src.itemsize
+    if narrowed and a.size and np.isinf(out).any() and not np.isinf(a).any():
+        raise InputMismatch(
+            f"input {spec.name!r}: {src} values overflow {dst} (max {np.finfo(dst).max})"
+        )
     return out
 
 

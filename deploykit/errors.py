@@ -9,14 +9,14 @@ Messages say which tensor/file, what came, what was expected, and what to do.
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
+    "BackendUnavailable",
     "DeployKitError",
+    "EngineClosed",
     "InputMismatch",
     "ModelLoadError",
     "ModelNotFound",
-    "BackendUnavailable",
     "UnknownBackend",
-    "BackendError",
-    "EngineClosed",
 ]
 
 

@@ -65,11 +65,11 @@ def strings() -> onnx.ModelProto:
                   [vi("s", TensorProto.STRING, ["N"])], [vi("t", TensorProto.STRING, ["N"])])
 
 
-def reshape_to(shape_input: bool = True) -> onnx.ModelProto:
+def reshape_to() -> onnx.ModelProto:
     """y = reshape(x[N,6], shape): a bad ``shape`` value fails inside the runtime."""
     return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
                   [vi("x", TensorProto.FLOAT, ["N", 6]), vi("shape", TensorProto.INT64, [2])],
-                  [vi("y", TensorProto.FLOAT, None)])
+                  [vi("y", TensorProto.FLOAT, [None, None])])
 
 
 def scalar_input() -> onnx.ModelProto:
@@ -96,5 +96,7 @@ def future_opset(version: int = 99) -> onnx.ModelProto:
 
 def unknown_op() -> onnx.ModelProto:
     """A node of an operator that does not exist in any domain."""
-    return _model([helper.make_node("NoSuchOp", ["x"], ["y"], domain="example.custom")],
-                  [vi("x", TensorProto.FLOAT, ["N"])], [vi("y", TensorProto.FLOAT, ["N"])])
+    model = _model([helper.make_node("NoSuchOp", ["x"], ["y"], domain="example.custom")],
+                   [vi("x", TensorProto.FLOAT, ["N"])], [vi("y", TensorProto.FLOAT, ["N"])])
+    model.opset_import.append(helper.make_opsetid("example.custom", 1))
+    return model

@@ -73,5 +73,14 @@ def auto_candidates(fmt: str) -> list[str]:
     return [n for n in order if fmt in backend_class(n).formats]
 
 
-__all__ = ["REGISTRY", "AUTO_ORDER", "Availability", "Backend", "available_backends",
-           "availability", "auto_candidates", "backend_class", "canonical_name"]
+__all__ = [
+    "AUTO_ORDER",
+    "REGISTRY",
+    "Availability",
+    "Backend",
+    "auto_candidates",
+    "availability",
+    "available_backends",
+    "backend_class",
+    "canonical_name",
+]

@@ -48,13 +48,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def run_impl(self, feeds: Mapping[str, np.ndarray],
-                 output_names: Sequence[str]) -> Sequence[np.ndarray]:
+                 output_names: Sequence[str] | None) -> Sequence[np.ndarray]:
         """Run on validated feeds (right names, dtypes, ranks, contiguous) and return the outputs
-        named, in that order."""
+        named, in that order; ``None`` means every output in model order."""
 
     def info(self) -> dict[str, Any]:
         """Backend-specific facts worth showing (threads, providers, ...); plain data only."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless the runtime holds resources
         """Release runtime resources. Called once by ``Engine.close``."""

@@ -128,7 +128,8 @@ class OnnxRuntimeBackend(Backend):
             so = given
         else:
             so = ort.SessionOptions()
-            so.log_severity_level = 3  # ORT's own warnings go to stderr; keep errors only
+            # ORT logs to stderr on its own; its errors reach the user as exceptions anyway
+            so.log_severity_level = 4
             for key, value in dict(given or {}).items():
                 if not hasattr(so, key):
                     raise ValueError(f"onnxruntime.SessionOptions has no attribute {key!r}")

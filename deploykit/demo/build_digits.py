@@ -32,7 +32,7 @@ def split_digits(seed: int = SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     images = digits.images.astype(np.uint8)
     labels = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
-    n_test = int(round(len(labels) * TEST_FRACTION))
+    n_test = round(len(labels) * TEST_FRACTION)
     test, train = order[:n_test], order[n_test:]
     return images[train], labels[train], images[test], labels[test]
 
