@@ -11,7 +11,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -52,9 +52,10 @@ class Engine:
         self._input_set = frozenset(self._input_names)
         self._output_names = tuple(s.name for s in self.outputs)
         self._output_set = frozenset(self._output_names)
-        # Per input: (name, dtype, rank or None, ((axis, fixed size), ...), spec) — built once.
+        # Per input, built once: (name, dtype, rank or None, the shape if fully static else None,
+        # ((axis, fixed size), ...), spec).
         self._checks = [
-            (s.name, s.dtype, s.rank,
+            (s.name, s.dtype, s.rank, s.shape if s.is_static else None,
              tuple((i, d) for i, d in enumerate(s.shape or ()) if isinstance(d, int)), s)
             for s in self.inputs
         ]
@@ -64,17 +65,42 @@ class Engine:
     def run(self, feeds: Feeds, outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
         """Run the model. ``feeds`` maps input names to arrays (a bare array is accepted for a
         one-input model); ``outputs`` selects output names (default: all, in model order)."""
+        # This is the hot path: every check below is a few attribute reads, no allocation
+        # beyond the feeds dict handed to the backend (see benchmarks/engine_overhead.py).
         backend = self._backend
         if backend is None:
             raise EngineClosed(f"engine for {self.source.label} is closed; load the model again")
-        if not isinstance(feeds, Mapping):
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):
             if len(self._input_names) != 1:
                 raise InputMismatch(
                     f"a bare array was given but the model has {len(self._input_names)} inputs "
                     f"({', '.join(self._input_names)}); pass a dict name -> array"
                 )
             feeds = {self._input_names[0]: feeds}
-        checked = self._check_feeds(feeds)
+        checked: dict[str, np.ndarray] = {}
+        try:
+            for name, dtype, rank, static, fixed, spec in self._checks:
+                a = feeds[name]
+                ok = type(a) is np.ndarray and a.dtype == dtype
+                if ok:
+                    if static is not None:
+                        ok = a.shape == static
+                    elif a.ndim != rank:
+                        ok = False
+                    else:
+                        shape = a.shape
+                        for axis, size in fixed:
+                            if shape[axis] != size:
+                                ok = False
+                if not ok:
+                    a = self._check_input(a, dtype, rank, fixed, spec)
+                elif not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                checked[name] = a
+        except KeyError:
+            self._names_mismatch(feeds)
+        if len(feeds) != len(checked):
+            self._names_mismatch(feeds)
         names = None if outputs is None else self._check_outputs(outputs)
         try:
             if self._lock is None:
@@ -90,47 +116,51 @@ class Engine:
                 f"{self.backend} failed running {self.source.label}: "
                 f"{text[0] if text else type(e).__name__}"
             ) from e
-        return dict(zip(self._output_names if names is None else names, result))
+        if names is None:
+            names = self._output_names
+        if len(names) == 1:
+            return {names[0]: result[0]}
+        return dict(zip(names, result))
 
     __call__ = run
 
-    def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        if feeds.keys() != self._input_set:
-            given = set(feeds)
-            unknown = sorted(given - self._input_set)
-            missing = [n for n in self._input_names if n not in given]
-            parts = []
-            if unknown:
-                parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
-            if missing:
-                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+    def _names_mismatch(self, feeds: Mapping[str, Any]) -> NoReturn:
+        given = set(feeds)
+        unknown = sorted(given - self._input_set, key=str)
+        missing = [n for n in self._input_names if n not in given]
+        parts = []
+        if unknown:
+            parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
+        if missing:
+            parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        raise InputMismatch(
+            f"{'; '.join(parts)}; the model's inputs are: " + ", ".join(str(s) for s in self.inputs)
+        )
+
+    @staticmethod
+    def _check_input(a: Any, dtype: np.dtype, rank: int | None,
+                     fixed: tuple[tuple[int, int], ...], spec: TensorSpec) -> np.ndarray:
+        """The slow path of input checking: conversion, rank and fixed dimensions."""
+        name = spec.name
+        if type(a) is not np.ndarray:
+            a = _as_array(a, spec)
+        if a.dtype != dtype:
+            a = _convert(a, spec)
+        if rank is not None and a.ndim != rank:
             raise InputMismatch(
-                f"{'; '.join(parts)}; the model's inputs are: "
-                + ", ".join(str(s) for s in self.inputs)
+                f"input {name!r}: got {a.ndim}-d array of shape {a.shape}, expected rank "
+                f"{rank}: {dtype_name(dtype)}{spec.shape_str()}"
             )
-        checked: dict[str, np.ndarray] = {}
-        for name, dtype, rank, fixed, spec in self._checks:
-            a = feeds[name]
-            if type(a) is not np.ndarray:
-                a = _as_array(a, spec)
-            if a.dtype != dtype:
-                a = _convert(a, spec)
-            if rank is not None and a.ndim != rank:
+        shape = a.shape
+        for axis, size in fixed:
+            if shape[axis] != size:
                 raise InputMismatch(
-                    f"input {name!r}: got {a.ndim}-d array of shape {a.shape}, expected rank "
-                    f"{rank}: {dtype_name(dtype)}{spec.shape_str()}"
+                    f"input {name!r}: got shape {shape}, expected {spec.shape_str()} "
+                    f"(dimension {axis} must be {size}, got {shape[axis]})"
                 )
-            shape = a.shape
-            for axis, size in fixed:
-                if shape[axis] != size:
-                    raise InputMismatch(
-                        f"input {name!r}: got shape {shape}, expected {spec.shape_str()} "
-                        f"(dimension {axis} must be {size}, got {shape[axis]})"
-                    )
-            if not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a)
-            checked[name] = a
-        return checked
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        return a
 
     def _check_outputs(self, outputs: Sequence[str] | str) -> list[str]:
         names = [outputs] if isinstance(outputs, str) else list(outputs)
