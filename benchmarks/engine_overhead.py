@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import deploykit as dk  # noqa: E402
-from deploykit._timing import time_calls  # noqa: E402
-from deploykit.probe import usable_cpus  # noqa: E402
-from tests import zoo  # noqa: E402
+import deploykit as dk
+from deploykit._timing import time_calls
+from deploykit.probe import usable_cpus
+from tests import zoo
 
 MODELS = [("oww_hey_jarvis", "wake-word MLP head"), ("rapidocr_cls", "rapidocr cls CNN, 2x3x48x192")]
 

@@ -116,11 +116,10 @@ class Engine:
                 f"{self.backend} failed running {self.source.label}: "
                 f"{text[0] if text else type(e).__name__}"
             ) from e
-        if names is None:
-            names = self._output_names
-        if len(names) == 1:
-            return {names[0]: result[0]}
-        return dict(zip(names, result))
+        keys: Sequence[str] = self._output_names if names is None else names
+        if len(keys) == 1:
+            return {keys[0]: result[0]}
+        return dict(zip(keys, result))
 
     __call__ = run
 
