@@ -15,13 +15,14 @@ from .base import Backend
 #: name -> "module:Class". Add a backend here and nowhere else.
 REGISTRY: dict[str, str] = {
     "onnxruntime": "deploykit.backends.onnxruntime:OnnxRuntimeBackend",
+    "numpy": "deploykit.backends.reference:NumpyBackend",
 }
 
 #: Priority for ``backend="auto"``; names not (yet) registered are skipped.
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "tflite", "numpy")
 
 #: Short names users may type.
-ALIASES: dict[str, str] = {"ort": "onnxruntime"}
+ALIASES: dict[str, str] = {"ort": "onnxruntime", "reference": "numpy"}
 
 
 class Availability(NamedTuple):

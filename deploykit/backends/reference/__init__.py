@@ -1,0 +1,93 @@
+"""The NumPy backend: an ONNX interpreter that needs nothing but numpy (and onnx to parse).
+
+The backend of last resort where no native runtime installs, and the independent oracle the
+other backends are checked against. Graph compilation lives in ``graph.py``, operators in
+``ops/`` (one family per module), the registry in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import BackendError, ModelLoadError
+from ...model import ModelSource, onnx_io_specs
+from ..base import Backend
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    formats = ("onnx",)
+    extra = "core"  # numpy + onnx are deploykit's own dependencies
+    thread_safe = True  # every run gets its own value table; kernels are pure
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        return str(np.__version__)
+
+    def __init__(self, source: ModelSource, *, threads: int | None = None,
+                 fold_constants: bool = True) -> None:
+        import onnx
+
+        from .graph import Compiler, UnsupportedOps
+
+        proto = source.proto
+        if source.path is not None and _uses_external_data(proto):
+            proto = onnx.load_model(str(source.path))  # with its external tensors
+        if proto.functions:
+            from onnx import inliner
+
+            proto = inliner.inline_local_functions(proto)
+        self.inputs, self.outputs = onnx_io_specs(proto)
+        opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
+                  for o in proto.opset_import}
+        self.threads = threads
+        try:
+            compiler = Compiler(opsets, _value_types(proto), fold_constants=fold_constants)
+            plan = compiler.compile(proto.graph)
+            if compiler.missing and any("context" in r for *_, r in compiler.missing):
+                inferred = onnx.shape_inference.infer_shapes(proto)
+                compiler = Compiler(opsets, _value_types(inferred), fold_constants=fold_constants)
+                plan = compiler.compile(inferred.graph)
+            if compiler.missing:
+                raise UnsupportedOps(sorted(set(compiler.missing)))
+        except UnsupportedOps as e:
+            raise ModelLoadError(
+                f"{source.label}: the numpy backend does not support: {e}"
+            ) from e
+        except (ValueError, TypeError, KeyError) as e:
+            raise ModelLoadError(f"{source.label}: the numpy backend cannot compile it: {e}") from e
+        self._plan = plan
+        self.delegated = sorted(compiler.delegated)
+        self._input_order = [s.name for s in self.inputs]
+        index = {n: i for i, n in enumerate(plan.output_names)}
+        self._output_index = index
+
+    def run_impl(self, feeds: Mapping[str, np.ndarray],
+                 output_names: Sequence[str] | None) -> Sequence[np.ndarray]:
+        plan = self._plan
+        try:
+            values = plan.run([feeds.get(n) for n in plan.input_names])
+        except RuntimeError as e:
+            raise BackendError(f"numpy backend: {e}") from e
+        if output_names is not None:
+            values = [values[self._output_index[n]] for n in output_names]
+        return [v if isinstance(v, (np.ndarray, list)) else np.asarray(v) for v in values]
+
+    def info(self) -> dict[str, Any]:
+        return {"version": np.__version__, "threads": self.threads,
+                "steps": len(self._plan.steps),
+                "delegated_ops": [f"{d or 'ai.onnx'}::{o}-{v}" for d, o, v in self.delegated]}
+
+
+def _uses_external_data(proto: Any) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in proto.graph.initializer)
+
+
+def _value_types(proto: Any) -> dict[str, Any]:
+    g = proto.graph
+    return {v.name: v.type for v in [*g.input, *g.value_info, *g.output]}
