@@ -74,7 +74,8 @@ class NumpyBackend(Backend):
             raise BackendError(f"numpy backend: {e}") from e
         if output_names is not None:
             values = [values[self._output_index[n]] for n in output_names]
-        return [v if isinstance(v, (np.ndarray, list)) else np.asarray(v) for v in values]
+        out: list[Any] = [v if isinstance(v, (np.ndarray, list)) else np.asarray(v) for v in values]
+        return out
 
     def info(self) -> dict[str, Any]:
         return {"version": np.__version__, "threads": self.threads,

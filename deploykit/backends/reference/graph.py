@@ -130,9 +130,7 @@ class Compiler:
             if init.name not in consts:
                 consts[init.name] = numpy_helper.to_array(init)
         for sparse in graph.sparse_initializer:
-            from onnx.reference.op_run import to_array_extended
-
-            consts[sparse.values.name] = to_array_extended(sparse)  # type: ignore[no-untyped-call]
+            consts[sparse.values.name] = _dense(sparse)
         inputs = [v.name for v in graph.input]
         defined = set(inputs) | set(consts)
         for node in graph.node:
@@ -301,3 +299,17 @@ def _graph_free(graph: Any) -> set[str]:
             if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
                 reads |= _subgraph_reads_of(attr)
     return reads - defined
+
+
+def _dense(sparse: Any) -> np.ndarray:
+    """A SparseTensorProto as a dense array (indices linearised [NNZ] or per-axis [NNZ, rank])."""
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    dense = np.zeros(tuple(sparse.dims), dtype=values.dtype)
+    if indices.ndim == 2:
+        dense[tuple(indices.T)] = values
+    else:
+        dense.reshape(-1)[indices] = values
+    return dense

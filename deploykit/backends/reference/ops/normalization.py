@@ -39,7 +39,7 @@ def batch_norm(node: Node) -> Kernel:
 
     def train(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray,
               var: np.ndarray) -> tuple[Any, ...]:
-        axes = (0,) + tuple(range(2, x.ndim))
+        axes = (0, *range(2, x.ndim))
         batch_mean = x.mean(axis=axes)
         batch_var = x.var(axis=axes)
         k = scale / np.sqrt(batch_var + np.asarray(eps, x.dtype))
