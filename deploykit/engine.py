@@ -141,6 +141,8 @@ class Engine:
                      fixed: tuple[tuple[int, int], ...], spec: TensorSpec) -> np.ndarray:
         """The slow path of input checking: conversion, rank and fixed dimensions."""
         name = spec.name
+        if spec.kind != "tensor":  # sequences, maps, optionals go to the backend as given
+            return a
         if type(a) is not np.ndarray:
             a = _as_array(a, spec)
         if a.dtype != dtype:

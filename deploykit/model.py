@@ -190,6 +190,9 @@ def onnx_io_specs(proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[Tensor
 def _value_spec(value: onnx.ValueInfoProto) -> TensorSpec:
     from onnx.helper import tensor_dtype_to_np_dtype
 
+    which = value.type.WhichOneof("value")
+    if which in ("sequence_type", "map_type", "optional_type"):
+        return TensorSpec(value.name, None, np.dtype(object), kind=which.removesuffix("_type"))
     ttype = value.type.tensor_type
     try:
         dtype = np.dtype(tensor_dtype_to_np_dtype(ttype.elem_type))

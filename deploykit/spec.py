@@ -22,6 +22,8 @@ class TensorSpec:
     name: str
     shape: tuple[Dim, ...] | None
     dtype: np.dtype
+    #: "tensor", or for ONNX's non-tensor values "sequence", "map", "optional" (passed through as is)
+    kind: str = "tensor"
 
     @property
     def rank(self) -> int | None:
@@ -39,6 +41,8 @@ class TensorSpec:
         return "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
 
     def __str__(self) -> str:
+        if self.kind != "tensor":
+            return f"{self.name}: {self.kind}"
         return f"{self.name}: {dtype_name(self.dtype)}{self.shape_str()}"
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ other backends are checked against. Graph compilation lives in ``graph.py``, ope
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ class NumpyBackend(Backend):
                  fold_constants: bool = True) -> None:
         import onnx
 
-        from .graph import Compiler, UnsupportedOps
+        from .graph import Compiler, UnsupportedOps, uses_exotic_types
 
         proto = source.proto
         if source.path is not None and _uses_external_data(proto):
@@ -44,12 +45,20 @@ class NumpyBackend(Backend):
         opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
                   for o in proto.opset_import}
         self.threads = threads
+        too_new = _unknown_opsets(opsets)
+        if too_new:
+            raise ModelLoadError(
+                f"{source.label}: the numpy backend (onnx {onnx.__version__}) does not know "
+                + ", ".join(f"opset {v} of {d or 'ai.onnx'} (newest: {n})" for d, v, n in too_new)
+            )
+        # bfloat16/float8/int4 tensors: onnx.reference's kernels (which use ml_dtypes) run them
+        native = not uses_exotic_types(proto.graph)
         try:
-            compiler = Compiler(opsets, _value_types(proto), fold_constants=fold_constants)
+            compiler = Compiler(opsets, _value_types(proto), fold_constants, native)
             plan = compiler.compile(proto.graph)
             if compiler.missing and any("context" in r for *_, r in compiler.missing):
                 inferred = onnx.shape_inference.infer_shapes(proto)
-                compiler = Compiler(opsets, _value_types(inferred), fold_constants=fold_constants)
+                compiler = Compiler(opsets, _value_types(inferred), fold_constants, native)
                 plan = compiler.compile(inferred.graph)
             if compiler.missing:
                 raise UnsupportedOps(sorted(set(compiler.missing)))
@@ -92,3 +101,20 @@ def _uses_external_data(proto: Any) -> bool:
 def _value_types(proto: Any) -> dict[str, Any]:
     g = proto.graph
     return {v.name: v.type for v in [*g.input, *g.value_info, *g.output]}
+
+
+@lru_cache(maxsize=1)
+def _newest_opsets() -> dict[str, int]:
+    import onnx.defs
+
+    newest: dict[str, int] = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        newest[schema.domain] = max(newest.get(schema.domain, 0), schema.since_version)
+    newest[""] = max(newest.get("", 0), onnx.defs.onnx_opset_version())
+    return newest
+
+
+def _unknown_opsets(opsets: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(domain, version, newest known) for each opset newer than the installed onnx defines."""
+    newest = _newest_opsets()
+    return [(d, v, newest[d]) for d, v in opsets.items() if d in newest and v > newest[d]]

@@ -75,7 +75,7 @@ class Plan:
             except Exception as e:
                 raise RuntimeError(f"node {step.label}: {type(e).__name__}: {e}") from e
             outs = step.outputs
-            if type(result) is tuple or type(result) is list:
+            if type(result) is tuple:  # several outputs (a list is one sequence value)
                 for slot, value in zip(outs, result):
                     if slot >= 0:
                         env[slot] = value
@@ -107,8 +107,9 @@ class Compiler:
     """Compiles a model's graphs (main and nested) against one set of opsets."""
 
     def __init__(self, opsets: dict[str, int], value_types: dict[str, Any] | None = None,
-                 fold_constants: bool = True) -> None:
+                 fold_constants: bool = True, native: bool = True) -> None:
         self.opsets = opsets
+        self.native = native  # False: every op that may be delegated is (exotic dtypes)
         self.value_types = value_types or {}
         self.fold = fold_constants
         self.missing: list[tuple[str, str, int, str]] = []
@@ -205,7 +206,7 @@ class Compiler:
                 except Exception:  # leave it to run time, where the error has context
                     foldable = False
                 else:
-                    values = result if isinstance(result, (tuple, list)) else (result,)
+                    values = result if type(result) is tuple else (result,)
                     for s, v in zip(out_slots, values):
                         if s >= 0:
                             const_values[s] = v
@@ -254,7 +255,8 @@ class Compiler:
 
     def _kernel(self, info: Node) -> Kernel | None:
         key = (info.domain, info.op_type, info.since)
-        factory = registry.native(*key)
+        use_native = self.native or (info.domain, info.op_type) in registry.NEVER_DELEGATE
+        factory = registry.native(*key) if use_native else None
         if factory is not None:
             try:
                 return factory(info)
@@ -313,3 +315,40 @@ def _dense(sparse: Any) -> np.ndarray:
     else:
         dense.reshape(-1)[indices] = values
     return dense
+
+
+#: ONNX element types numpy has no native dtype for (bfloat16, float8 variants, 4-bit ints, ...)
+_EXOTIC_MIN = 16
+
+
+def uses_exotic_types(graph: Any) -> bool:
+    """True when a graph declares or casts to bfloat16/float8/int4-like types, which native
+    kernels (written for numpy's own dtypes) do not promise to preserve."""
+    from onnx import AttributeProto
+
+    def exotic_type(t: Any) -> bool:
+        which = t.WhichOneof("value")
+        if which == "tensor_type":
+            return int(t.tensor_type.elem_type) >= _EXOTIC_MIN
+        if which == "sequence_type":
+            return exotic_type(t.sequence_type.elem_type)
+        if which == "optional_type":
+            return exotic_type(t.optional_type.elem_type)
+        return False
+
+    values = [*graph.input, *graph.output, *graph.value_info]
+    if any(exotic_type(v.type) for v in values):
+        return True
+    if any(int(t.data_type) >= _EXOTIC_MIN for t in graph.initializer):
+        return True
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and attr.type == AttributeProto.INT and attr.i >= _EXOTIC_MIN:
+                return True
+            if attr.type == AttributeProto.TENSOR and attr.t.data_type >= _EXOTIC_MIN:
+                return True
+            if attr.type == AttributeProto.GRAPH and uses_exotic_types(attr.g):
+                return True
+            if attr.type == AttributeProto.GRAPHS and any(uses_exotic_types(g) for g in attr.graphs):
+                return True
+    return False

@@ -125,6 +125,14 @@ def delegate(node: Node, opsets: dict[str, int], input_types: Sequence[Any] | No
         from onnx.reference.ops.aionnxml import load_op as load_ml
 
         cls = load_ml(domain, op_type, version)
+    elif domain == "ai.onnx.preview":
+        from onnx.reference.ops.aionnx_preview import load_op as load_preview
+
+        cls = load_preview(domain, op_type, version)
+    elif domain == "ai.onnx.preview.training":
+        from onnx.reference.ops.aionnx_preview_training import load_op as load_training
+
+        cls = load_training(domain, op_type, version)
     else:
         raise NotImplementedError(f"onnx.reference has no domain {domain!r}")
     run_params = {"log": lambda *a: None, "opsets": dict(opsets), "verbose": 0, "new_ops": None,

@@ -29,9 +29,9 @@ def if_(node: Node) -> Kernel:
     then_plan = node.compile_subgraph(node.attrs["then_branch"])
     else_plan = node.compile_subgraph(node.attrs["else_branch"])
 
-    def kernel(cond: np.ndarray, outer: dict[str, Any] | None = None) -> list[Any]:
+    def kernel(cond: np.ndarray, outer: dict[str, Any] | None = None) -> tuple[Any, ...]:
         plan = then_plan if bool(np.asarray(cond).reshape(-1)[0]) else else_plan
-        return plan.run([], outer)
+        return tuple(plan.run([], outer))
 
     return kernel
 
@@ -45,7 +45,7 @@ def loop(node: Node) -> Kernel:
     scan_dtypes = _graph_dtypes(body_graph)[1 + n_carried:]
 
     def kernel(max_trip: Any, cond: Any, *carried: Any, outer: dict[str, Any] | None = None
-               ) -> list[Any]:
+               ) -> tuple[Any, ...]:
         limit = None if max_trip is None else int(np.asarray(max_trip).reshape(-1)[0])
         go = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
         values = list(carried)
@@ -60,7 +60,7 @@ def loop(node: Node) -> Kernel:
             i += 1
         stacked = [np.stack(acc) if acc else np.zeros((0,), dtype)
                    for acc, dtype in zip(scans, scan_dtypes)]
-        return values + stacked
+        return (*values, *stacked)
 
     return kernel
 
@@ -77,7 +77,7 @@ def scan(node: Node) -> Kernel:
     out_axes = list(node.attr("scan_output_axes", [0] * n_scan_out))
     out_dirs = list(node.attr("scan_output_directions", [0] * n_scan_out))
 
-    def kernel(*inputs: Any, outer: dict[str, Any] | None = None) -> list[Any]:
+    def kernel(*inputs: Any, outer: dict[str, Any] | None = None) -> tuple[Any, ...]:
         states = list(inputs[:n_states])
         xs = [np.moveaxis(x, a if a >= 0 else a + x.ndim, 0)
               for x, a in zip(inputs[n_states:], in_axes)]
@@ -93,6 +93,63 @@ def scan(node: Node) -> Kernel:
         for a, axis, direction in zip(acc, out_axes, out_dirs):
             y = np.stack(a[::-1] if direction else a)
             results.append(np.moveaxis(y, 0, axis if axis >= 0 else axis + y.ndim))
-        return states + results
+        return (*states, *results)
+
+    return kernel
+
+
+@register("Scan", 8)
+def scan8(node: Node) -> Kernel:
+    """Opset-8 Scan: a leading batch axis on every input, scan along axis 1, optional lengths."""
+    assert node.compile_subgraph is not None
+    body = node.compile_subgraph(node.attrs["body"])
+    m = int(node.attrs["num_scan_inputs"])
+    n_states = node.n_inputs - 1 - m
+    dirs = list(node.attr("directions", [0] * m))
+
+    def kernel(lengths: Any, *inputs: Any, outer: dict[str, Any] | None = None) -> tuple[Any, ...]:
+        states, xs = inputs[:n_states], inputs[n_states:]
+        batch = (states or xs)[0].shape[0]
+        final: list[list[Any]] = [[] for _ in range(n_states)]
+        scanned: list[list[Any]] = []
+        for b in range(batch):
+            carry = [s[b] for s in states]
+            steps = xs[0].shape[1] if lengths is None else int(np.asarray(lengths)[b])
+            seqs = [x[b, :steps][::-1] if d else x[b, :steps] for x, d in zip(xs, dirs)]
+            acc: list[list[Any]] = []
+            for t in range(steps):
+                outs = body.run([*carry, *(s[t] for s in seqs)], outer)
+                carry = list(outs[:n_states])
+                if not acc:
+                    acc = [[] for _ in outs[n_states:]]
+                for a, value in zip(acc, outs[n_states:]):
+                    a.append(value)
+            for f, c in zip(final, carry):
+                f.append(c)
+            scanned.append([np.stack(a) for a in acc])
+        results = [np.stack(f) for f in final]
+        results += [np.stack([s[k] for s in scanned]) for k in range(len(scanned[0]))] if scanned else []
+        return tuple(results)
+
+    return kernel
+
+
+# Optional values are the value itself, or None when empty.
+@register("Optional", 15)
+def optional(node: Node) -> Kernel:
+    return lambda x=None: x
+
+
+@register("OptionalHasElement", 15, 18)
+def optional_has_element(node: Node) -> Kernel:
+    return lambda x=None: np.array(x is not None)
+
+
+@register("OptionalGetElement", 15, 18)
+def optional_get_element(node: Node) -> Kernel:
+    def kernel(x: Any) -> Any:
+        if x is None:
+            raise ValueError("OptionalGetElement: the optional is empty")
+        return x
 
     return kernel

@@ -299,3 +299,18 @@ def _range(node: Node) -> Kernel:
 @register("NonZero", 9, 13)
 def _nonzero(node: Node) -> Kernel:
     return lambda x: np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)
+
+
+@register("Scatter", 9, 11)
+def _scatter(node: Node) -> Kernel:
+    """The deprecated Scatter: ScatterElements without a reduction."""
+    axis = int(node.attr("axis", 0))
+
+    def kernel(x: Array, idx: Array, updates: Array) -> Array:
+        a = axis if axis >= 0 else axis + x.ndim
+        out = x.copy()
+        idx = np.where(idx < 0, idx + x.shape[a], idx).astype(np.int64)
+        np.put_along_axis(out, idx, updates, axis=a)
+        return out
+
+    return kernel

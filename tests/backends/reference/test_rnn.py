@@ -1,0 +1,293 @@
+"""The NumPy backend's LSTM, GRU and RNN: ONNX conformance cases, random models against
+onnxruntime, and the real silero-vad model (LSTMs inside If branches)."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import deploykit as dk
+
+OPS = ("LSTM", "GRU", "RNN")
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _delegated(engine: Any, op: str) -> list[str]:
+    return [d for d in engine.info["delegated_ops"] if d.split("::")[-1].split("-")[0] == op]
+
+
+# --------------------------------------------------------------------------- ONNX conformance
+
+
+def _conformance_cases() -> list[Any]:
+    """The ONNX backend node tests of these ops. Importing just their case modules registers the
+    same cases ``load_model_tests(kind="node")`` returns for them, in a fraction of its time."""
+    import onnx.backend.test.case.node as node_cases
+
+    for module in ("lstm", "gru", "rnn"):
+        importlib.import_module(f"onnx.backend.test.case.node.{module}")
+    prefixes = ("test_lstm", "test_gru", "test_rnn", "test_simple_rnn")
+    return [c for c in node_cases._NodeTestCases if c.name.startswith(prefixes)]
+
+
+def _case_data(case: Any) -> tuple[onnx.ModelProto, list[tuple[dict[str, np.ndarray], list[np.ndarray]]]]:
+    """(model, [(feeds, expected outputs)]) from a case's model_dir or its in-memory data."""
+    if case.model_dir is not None:
+        model_dir = Path(case.model_dir)
+        model = onnx.load(str(model_dir / "model.onnx"))
+
+        def read(path: Path) -> np.ndarray:
+            t = TensorProto()
+            t.ParseFromString(path.read_bytes())
+            return numpy_helper.to_array(t)
+
+        sets = []
+        for d in sorted(model_dir.glob("test_data_set_*")):
+            ins = [read(p) for p in sorted(d.glob("input_*.pb"))]
+            outs = [read(p) for p in sorted(d.glob("output_*.pb"))]
+            sets.append((ins, outs))
+    else:
+        model, sets = case.model, list(case.data_sets)
+    names = [i.name for i in model.graph.input]
+    return model, [(dict(zip(names, ins)), list(outs)) for ins, outs in sets]
+
+
+CASES = _conformance_cases()
+
+
+def test_conformance_cases_found() -> None:
+    assert len(CASES) >= 18
+    assert {c.model.graph.node[0].op_type for c in CASES if c.model is not None} <= set(OPS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_onnx_conformance(case: Any) -> None:
+    model, sets = _case_data(case)
+    op = model.graph.node[0].op_type
+    engine = dk.load(model, backend="numpy")
+    assert not _delegated(engine, op), engine.info["delegated_ops"]
+    out_names = [o.name for o in model.graph.output]
+    for feeds, expected in sets:
+        got = engine.run(feeds)
+        for name, want in zip(out_names, expected):
+            assert got[name].dtype == want.dtype
+            np.testing.assert_allclose(got[name], want, rtol=1e-3, atol=1e-7, err_msg=name)
+
+
+# --------------------------------------------------------------------------- against onnxruntime
+
+ModelFactory = Callable[[int], tuple[onnx.ModelProto, dict[str, np.ndarray]]]
+
+
+def _make(op: str, attrs: dict[str, Any], *, steps: int = 6, batch: int = 4, n_in: int = 3,
+          hidden: int = 5, opset: int = 22, bias: bool = True, lens: list[int] | None = None,
+          init: bool = False, peep: bool = False, outs: tuple[str, ...] = ("Y", "Y_h", "Y_c"),
+          const_w: bool = True, dtype: type = np.float32, scale: float = 0.6,
+          seed: int = 0) -> ModelFactory:
+    """A factory layout -> (single-node model, feeds) sharing one set of random arrays, so the
+    layout=1 model can be checked against onnxruntime (which only runs layout=0) on its twin."""
+    rng = np.random.default_rng(seed)
+    nd = 2 if attrs.get("direction") == "bidirectional" else 1
+    g = GATES[op]
+    feeds: dict[str, np.ndarray] = {"X": rng.standard_normal((steps, batch, n_in)).astype(dtype)}
+    arrs: dict[str, np.ndarray] = {"W": (rng.standard_normal((nd, g * hidden, n_in)) * scale).astype(dtype),
+            "R": (rng.standard_normal((nd, g * hidden, hidden)) * scale).astype(dtype)}
+    inputs = ["X", "W", "R", "B" if bias else "", "L" if lens is not None else "", "h0" if init else ""]
+    if bias:
+        arrs["B"] = (rng.standard_normal((nd, 2 * g * hidden)) * 0.3).astype(dtype)
+    if lens is not None:
+        feeds["L"] = np.array(lens, np.int32)
+    if init:
+        feeds["h0"] = rng.standard_normal((nd, batch, hidden)).astype(dtype)
+    if op == "LSTM":
+        inputs += ["c0" if init else "", "P" if peep else ""]
+        if init:
+            feeds["c0"] = rng.standard_normal((nd, batch, hidden)).astype(dtype)
+        if peep:
+            arrs["P"] = (rng.standard_normal((nd, 3 * hidden)) * 0.5).astype(dtype)
+    else:
+        outs = tuple(o if o != "Y_c" else "" for o in outs)
+    while not inputs[-1]:
+        inputs.pop()
+    outputs = list(outs)
+    while not outputs[-1]:
+        outputs.pop()
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+    def build(layout: int) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+        f = {k: np.ascontiguousarray(v.swapaxes(0, 1)) if layout and k in ("X", "h0", "c0") else v
+             for k, v in feeds.items()}
+        node = helper.make_node(op, inputs, outputs, hidden_size=hidden,
+                                **(dict(attrs, layout=layout) if layout else attrs))
+        inits = []
+        if const_w:
+            inits = [numpy_helper.from_array(v, k) for k, v in arrs.items()]
+        else:
+            f.update(arrs)
+        g_in = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                for k, v in f.items()]
+        g_out = [helper.make_tensor_value_info(o, elem, [f"{o}_{i}" for i in range(4 if o == "Y" else 3)])
+                 for o in outputs if o]
+        graph = helper.make_graph([node], "g", g_in, g_out, inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8 if opset < 21 else 10
+        return model, f
+
+    return build
+
+
+def _ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
+def _numpy(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    engine = dk.load(model, backend="numpy")
+    op = model.graph.node[0].op_type
+    assert not _delegated(engine, op), engine.info["delegated_ops"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow (or other) warnings
+        return engine.run(feeds)
+
+
+def _check_vs_ort(build: ModelFactory, layout: int = 0) -> None:
+    ref = _ort(*build(0))
+    got = _numpy(*build(layout))
+    assert set(got) == set(ref)
+    for name, want in ref.items():
+        value = got[name]
+        if layout:  # back to layout 0: Y [batch, seq, dirs, hidden], Y_h/Y_c [batch, dirs, hidden]
+            value = value.transpose(1, 2, 0, 3) if name == "Y" else value.swapaxes(0, 1)
+        assert value.dtype == want.dtype and value.shape == want.shape, name
+        np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+_DIRS: tuple[dict[str, Any], ...] = ({}, {"direction": "reverse"}, {"direction": "bidirectional"})
+_VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+for _op in OPS:
+    for _lbr in ((0, 1) if _op == "GRU" else (None,)):
+        _base = {} if _lbr is None else {"linear_before_reset": _lbr}
+        for _d in _DIRS:
+            _a = {**_base, **_d}
+            _VARIANTS += [
+                (_op, _a, {}),
+                (_op, _a, {"lens": [6, 3, 0, 1], "init": True}),
+                (_op, {**_a, "clip": 0.6}, {"init": True, "peep": True}),
+                (_op, _a, {"layout": 1, "lens": [2, 6, 5, 1], "init": True, "peep": True}),
+            ]
+    _VARIANTS += [
+        (_op, {"direction": "bidirectional"}, {"opset": 7, "lens": [6, 2, 4, 5], "init": True}),
+        (_op, {"direction": "bidirectional"}, {"opset": 14, "init": True, "peep": True}),
+        (_op, {}, {"const_w": False, "bias": False, "lens": [6, 6, 6, 6]}),
+        (_op, {"direction": "bidirectional"}, {"outs": ("", "Y_h"), "lens": [1, 5, 3, 2]}),
+        (_op, {}, {"outs": ("Y",), "batch": 1, "steps": 1}),
+    ]
+_VARIANTS += [
+    ("LSTM", {"input_forget": 1}, {"init": True}),
+    ("LSTM", {"input_forget": 1, "direction": "bidirectional"}, {"init": True, "peep": True}),
+    ("LSTM", {"activations": ["HardSigmoid", "LeakyRelu", "ScaledTanh"], "activation_alpha": [0.3, 0.2, 1.4],
+              "activation_beta": [0.4, 0.8]}, {"init": True, "peep": True}),
+    ("LSTM", {"direction": "bidirectional", "activations": ["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "Relu",
+                                                            "Elu"],
+              "activation_alpha": [0.3, 0.7], "activation_beta": [0.6]}, {"init": True}),
+    ("GRU", {"activations": ["Sigmoid", "Softsign"], "linear_before_reset": 1}, {"init": True}),
+    ("GRU", {"activations": ["HardSigmoid", "Affine"], "activation_alpha": [0.25, 0.5],
+             "activation_beta": [0.45, 0.1]}, {}),
+    ("RNN", {"activations": ["Relu"]}, {}),
+    ("RNN", {"activations": ["Softplus"]}, {"init": True}),
+    ("RNN", {"activations": ["ThresholdedRelu"], "activation_alpha": [0.2]}, {}),
+    ("RNN", {"direction": "bidirectional", "activations": ["LeakyRelu", "Elu"],
+             "activation_alpha": [0.2, 0.5]}, {"init": True}),
+    ("RNN", {"direction": "bidirectional", "activations": ["Tanh", "LeakyRelu"]}, {}),  # default alpha
+    ("RNN", {"activations": ["Sigmoid"]}, {"lens": [3, 6, 1, 2]}),
+]
+
+
+@pytest.mark.parametrize(("seed", "op", "attrs", "kw"), [(i, *v) for i, v in enumerate(_VARIANTS)],
+                         ids=[f"{o}-{i}" for i, (o, _, _) in enumerate(_VARIANTS)])
+def test_random_vs_onnxruntime(seed: int, op: str, attrs: dict[str, Any], kw: dict[str, Any]) -> None:
+    kw = dict(kw)
+    layout = kw.pop("layout", 0)
+    _check_vs_ort(_make(op, attrs, seed=seed, **kw), layout)
+
+
+def test_larger_random_vs_onnxruntime() -> None:
+    for op in OPS:
+        build = _make(op, {"direction": "bidirectional"}, steps=30, batch=3, n_in=16, hidden=24,
+                      lens=[30, 17, 1], init=True, peep=True, scale=0.25)
+        _check_vs_ort(build)
+
+
+def test_activation_defaults_follow_the_onnx_ops() -> None:
+    # an omitted activation_alpha takes the matching ONNX op's default (ThresholdedRelu: 1.0)
+    ours = _numpy(*_make("RNN", {"activations": ["ThresholdedRelu"]}, init=True)(0))
+    ref = _ort(*_make("RNN", {"activations": ["ThresholdedRelu"], "activation_alpha": [1.0]},
+                      init=True)(0))
+    for name, want in ref.items():
+        np.testing.assert_allclose(ours[name], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("op", "old"), [("LSTM", 1), ("GRU", 1), ("GRU", 3), ("RNN", 1)])
+def test_old_schema_versions_match_opset_7(op: str, old: int) -> None:
+    attrs = {"linear_before_reset": 1} if old == 3 else {}
+    model, feeds = _make(op, attrs, opset=7, init=True, lens=[6, 4, 2, 5])(0)
+    want = _numpy(model, feeds)
+    model.opset_import[0].version = old
+    model.ir_version = 3
+    engine = dk.load(model, backend="numpy", check=False)
+    assert not _delegated(engine, op)
+    got = engine.run(feeds)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_float64_stays_float64(op: str) -> None:
+    ref = _ort(*_make(op, {"direction": "bidirectional"}, init=True, lens=[6, 2, 3, 4])(0))
+    got = _numpy(*_make(op, {"direction": "bidirectional"}, init=True, lens=[6, 2, 3, 4],
+                        dtype=np.float64)(0))
+    for name, want in ref.items():
+        assert got[name].dtype == np.float64
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_saturated_gates_raise_no_warnings(op: str) -> None:
+    model, feeds = _make(op, {"direction": "bidirectional"}, init=True)(0)
+    feeds["X"] = feeds["X"] * np.float32(1e6)
+    got = _numpy(model, feeds)  # warnings are errors there
+    assert all(np.isfinite(v).all() for v in got.values())
+    softplus = {"LSTM": ["Sigmoid", "Tanh", "Softplus"], "GRU": ["Sigmoid", "Softplus"], "RNN": ["Elu"]}[op]
+    model, feeds = _make(op, {"activations": softplus}, init=True)(0)
+    feeds["X"] = feeds["X"] * np.float32(1e4)
+    assert all(np.isfinite(v).all() for v in _numpy(model, feeds).values())
+
+
+# --------------------------------------------------------------------------- silero-vad
+
+
+def test_silero_vad_matches_onnxruntime(zoo_path: Callable[[str], Path]) -> None:
+    pytest.importorskip("onnxruntime")
+    from tests import zoo
+
+    path = zoo_path("silero_vad")
+    feeds = zoo.sample_feeds("silero_vad")
+    ours = dk.load(str(path), backend="numpy")
+    assert not _delegated(ours, "LSTM"), ours.info["delegated_ops"]
+    ref = dk.load(str(path), backend="onnxruntime")
+    for sr, n in ((16000, 512), (8000, 256)):
+        f = dict(feeds, input=feeds["input"][:, :n], sr=np.array(sr, np.int64))
+        got, want = ours.run(f), ref.run(f)
+        for name, value in want.items():
+            scale = max(float(np.abs(value).max()), 1e-12)
+            assert got[name].dtype == value.dtype and got[name].shape == value.shape
+            assert float(np.abs(got[name] - value).max()) <= 1e-4 * scale, (sr, name)
