@@ -151,16 +151,29 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
+def _with_text(image: np.ndarray) -> np.ndarray:
+    """The photo with two lines of printed text, so the OCR detector has something to find."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=36)
+    draw.rectangle((20, 30, 460, 140), fill=(245, 245, 240))
+    draw.text((30, 40), "deploykit 2026", fill=(10, 10, 10), font=font)
+    draw.text((30, 90), "NumPy vs ORT", fill=(10, 10, 10), font=font)
+    return np.asarray(canvas)
+
+
 def sample_feeds(key: str, photo: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Realistic inputs for zoo model ``key``: crops of a real photo for the OCR CNNs (normalised
-    as PaddleOCR does), a 16 kHz tone-plus-noise signal for the audio models, embeddings-shaped
+    as PaddleOCR does; the detector's copy carries printed text), a 16 kHz tone-plus-noise signal for the audio models, embeddings-shaped
     values for the wake-word heads."""
     rng = np.random.default_rng(seed)
     if key.startswith("rapidocr"):
         if photo is None:
             raise ValueError("the OCR models need a photo")
         if key == "rapidocr_det":
-            img = _resize(photo, 320, 480).astype(np.float32) / 255.0
+            img = _with_text(_resize(photo, 320, 480)).astype(np.float32) / 255.0
             mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
             x = ((img - mean) / std).astype(np.float32)
             return {"x": np.ascontiguousarray(x.transpose(2, 0, 1)[None])}
