@@ -7,6 +7,7 @@ other backends are checked against. Graph compilation lives in ``graph.py``, ope
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -14,8 +15,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, ModelLoadError
+from ...probe import usable_cpus
 from ...model import ModelSource, onnx_io_specs
 from ..base import Backend
+
+log = logging.getLogger("deploykit.backends.numpy")
 
 
 class NumpyBackend(Backend):
@@ -29,7 +33,7 @@ class NumpyBackend(Backend):
         return str(np.__version__)
 
     def __init__(self, source: ModelSource, *, threads: int | None = None,
-                 fold_constants: bool = True) -> None:
+                 fold_constants: bool = True, optimize: bool = True) -> None:
         import onnx
 
         from .graph import Compiler, UnsupportedOps, uses_exotic_types
@@ -41,10 +45,17 @@ class NumpyBackend(Backend):
             from onnx import inliner
 
             proto = inliner.inline_local_functions(proto)
+        if optimize:
+            from .optimize import fuse_conv_batchnorm
+
+            copy = onnx.ModelProto()
+            copy.CopyFrom(proto)  # never rewrite the caller's model
+            if fuse_conv_batchnorm(copy.graph):
+                proto = copy
         self.inputs, self.outputs = onnx_io_specs(proto)
         opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
                   for o in proto.opset_import}
-        self.threads = threads
+        self.threads = _limit_blas_threads(threads) if threads is not None else None
         too_new = _unknown_opsets(opsets)
         if too_new:
             raise ModelLoadError(
@@ -87,7 +98,7 @@ class NumpyBackend(Backend):
         return out
 
     def info(self) -> dict[str, Any]:
-        return {"version": np.__version__, "threads": self.threads,
+        return {"version": np.__version__, "threads": self.threads or _blas_threads(),
                 "steps": len(self._plan.steps),
                 "delegated_ops": [f"{d or 'ai.onnx'}::{o}-{v}" for d, o, v in self.delegated]}
 
@@ -118,3 +129,28 @@ def _unknown_opsets(opsets: dict[str, int]) -> list[tuple[str, int, int]]:
     """(domain, version, newest known) for each opset newer than the installed onnx defines."""
     newest = _newest_opsets()
     return [(d, v, newest[d]) for d, v in opsets.items() if d in newest and v > newest[d]]
+
+
+def _limit_blas_threads(threads: int) -> int:
+    """Set numpy's BLAS pool size — process-wide, as BLAS has no other scope — via threadpoolctl."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.warning("numpy backend: threads=%d needs threadpoolctl to size numpy's BLAS pool "
+                    "(pip install threadpoolctl); set OPENBLAS_NUM_THREADS instead", threads)
+        return threads
+    threadpool_limits(limits=threads, user_api="blas")
+    log.info("numpy backend: BLAS thread pool set to %d for this process", threads)
+    return threads
+
+
+def _blas_threads() -> int:
+    """Threads numpy's BLAS uses now (threadpoolctl when present; else the usable CPUs)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return usable_cpus()
+    pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return int(max(pools)) if pools else 1

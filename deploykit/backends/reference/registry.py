@@ -108,33 +108,10 @@ def delegate(node: Node, opsets: dict[str, int], input_types: Sequence[Any] | No
     """A kernel running onnx.reference's implementation of ``node``; raises NotImplementedError
     (or onnx.reference's RuntimeContextError) when onnx.reference has none."""
     from onnx.reference import ReferenceEvaluator
-    from onnx.reference.op_run import RuntimeContextError
 
     domain, op_type, version = node.domain, node.op_type, opsets.get(node.domain, node.opset)
-    if domain == "":
-        from onnx.reference.ops import load_op
-
-        try:
-            cls = load_op(domain, op_type, version, evaluator_cls=ReferenceEvaluator)
-        except RuntimeContextError:
-            if input_types is None or any(t is None for t in input_types):
-                raise
-            cls = load_op(domain, op_type, version, node=node.proto, input_types=list(input_types),
-                          evaluator_cls=ReferenceEvaluator)
-    elif domain == "ai.onnx.ml":
-        from onnx.reference.ops.aionnxml import load_op as load_ml
-
-        cls = load_ml(domain, op_type, version)
-    elif domain == "ai.onnx.preview":
-        from onnx.reference.ops.aionnx_preview import load_op as load_preview
-
-        cls = load_preview(domain, op_type, version)
-    elif domain == "ai.onnx.preview.training":
-        from onnx.reference.ops.aionnx_preview_training import load_op as load_training
-
-        cls = load_training(domain, op_type, version)
-    else:
-        raise NotImplementedError(f"onnx.reference has no domain {domain!r}")
+    cls = reference_class(domain, op_type, version, node.proto,
+                          None if input_types is None else list(input_types))
     run_params = {"log": lambda *a: None, "opsets": dict(opsets), "verbose": 0, "new_ops": None,
                   "existing_functions": {}, "evaluator_cls": ReferenceEvaluator}
     inst = cls(node.proto, run_params)
@@ -147,3 +124,35 @@ def delegate(node: Node, opsets: dict[str, int], input_types: Sequence[Any] | No
 
     kernel.delegated = True  # type: ignore[attr-defined]
     return kernel
+
+
+def reference_class(domain: str, op_type: str, version: int, node: Any = None,
+                    input_types: list[Any] | None = None) -> Any:
+    """onnx.reference's implementation of an op (a class, or a factory for function-defined ops).
+    Raises NotImplementedError when there is none, RuntimeContextError when it needs input types."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import RuntimeContextError
+
+    if domain == "":
+        from onnx.reference.ops import load_op
+
+        try:
+            return load_op(domain, op_type, version, evaluator_cls=ReferenceEvaluator)
+        except RuntimeContextError:
+            if node is None or input_types is None or any(t is None for t in input_types):
+                raise
+            return load_op(domain, op_type, version, node=node, input_types=input_types,
+                           evaluator_cls=ReferenceEvaluator)
+    if domain == "ai.onnx.ml":
+        from onnx.reference.ops.aionnxml import load_op as load_ml
+
+        return load_ml(domain, op_type, version)
+    if domain == "ai.onnx.preview":
+        from onnx.reference.ops.aionnx_preview import load_op as load_preview
+
+        return load_preview(domain, op_type, version)
+    if domain == "ai.onnx.preview.training":
+        from onnx.reference.ops.aionnx_preview_training import load_op as load_training
+
+        return load_training(domain, op_type, version)
+    raise NotImplementedError(f"onnx.reference has no domain {domain!r}")

@@ -16,7 +16,9 @@ _LATEST = (21, 23, 24, 25)  # versions that only widened the accepted types
 
 
 def _ints(v: Any) -> list[int]:
-    return [int(a) for a in np.asarray(v).reshape(-1)]
+    if type(v) is np.ndarray:
+        return [int(a) for a in v.reshape(-1).tolist()]
+    return [int(a) for a in np.asarray(v).reshape(-1).tolist()]
 
 
 @register("Reshape", 5, 13, 14, 19, *_LATEST)
