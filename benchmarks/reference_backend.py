@@ -17,16 +17,17 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import deploykit as dk  # noqa: E402
-from deploykit._timing import time_calls  # noqa: E402
-from deploykit.probe import usable_cpus  # noqa: E402
-from tests import zoo  # noqa: E402
+import deploykit as dk
+from deploykit._timing import time_calls
+from deploykit.probe import usable_cpus
+from tests import zoo
 
 
 def inputs() -> dict[str, dict[str, np.ndarray]]:
@@ -36,10 +37,8 @@ def inputs() -> dict[str, dict[str, np.ndarray]]:
 
     def ocr(image: np.ndarray, h: int, w: int, det: bool = False) -> np.ndarray:
         img = zoo._resize(image, h, w).astype(np.float32) / 255.0
-        if det:
-            img = (img - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-        else:
-            img = (img - 0.5) / 0.5
+        mean, std = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) if det else (0.5, 0.5)
+        img = (img - mean) / std
         return np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
 
     text = zoo._with_text(zoo._resize(photo, 320, 480))
@@ -81,17 +80,17 @@ def main() -> None:
         for threads in (1, None):
             with threadpool_limits(limits=threads, user_api="blas"):
                 engine = dk.load(path, backend="numpy")
-                row[("np", threads)] = median_ms(lambda e=engine: e.run(feeds), args.seconds)
+                row[("np", threads)] = median_ms(partial(engine.run, feeds), args.seconds)
             ort_engine = dk.load(path, backend="onnxruntime", threads=threads)
             session = ort_engine._backend._session  # type: ignore[union-attr]
-            row[("ort", threads)] = median_ms(lambda s=session: s.run(None, feeds), args.seconds)
+            row[("ort", threads)] = median_ms(partial(session.run, None, feeds), args.seconds)
         ref_ms = float("nan")
         if not args.skip_reference:
             evaluator = ReferenceEvaluator(str(path))
             t0 = time.perf_counter()
             evaluator.run(None, feeds)
             first = time.perf_counter() - t0
-            ref_ms = median_ms(lambda: evaluator.run(None, feeds), min(args.seconds, first * 2),
+            ref_ms = median_ms(partial(evaluator.run, None, feeds), min(args.seconds, first * 2),
                                min_runs=1 if first > 5 else 3)
         print(f"{key:<15}{shape:<16}{row[('np', 1)]:>9.2f} ms{row[('ort', 1)]:>6.2f} ms"
               f"{row[('np', 1)] / row[('ort', 1)]:>7.2f}{row[('np', None)]:>7.2f} ms"

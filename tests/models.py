@@ -100,3 +100,45 @@ def unknown_op() -> onnx.ModelProto:
                    [vi("x", TensorProto.FLOAT, ["N"])], [vi("y", TensorProto.FLOAT, ["N"])])
     model.opset_import.append(helper.make_opsetid("example.custom", 1))
     return model
+
+
+def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model computing in float64: every float32 tensor, type and cast becomes double.
+    A higher-precision oracle for judging which of two float32 results is closer to exact."""
+    from onnx import AttributeProto
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+
+    def tensor(t: onnx.TensorProto) -> None:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+
+    def vtype(t: onnx.TypeProto) -> None:
+        which = t.WhichOneof("value")
+        if which == "tensor_type" and t.tensor_type.elem_type == TensorProto.FLOAT:
+            t.tensor_type.elem_type = TensorProto.DOUBLE
+        elif which == "sequence_type":
+            vtype(t.sequence_type.elem_type)
+        elif which == "optional_type":
+            vtype(t.optional_type.elem_type)
+
+    def graph(g: onnx.GraphProto) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for v in [*g.input, *g.output, *g.value_info]:
+            vtype(v.type)
+        for node in g.node:
+            for a in node.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    tensor(a.t)
+                elif a.type == AttributeProto.GRAPH:
+                    graph(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    for sub in a.graphs:
+                        graph(sub)
+                elif a.name == "to" and a.type == AttributeProto.INT and a.i == TensorProto.FLOAT:
+                    a.i = TensorProto.DOUBLE
+
+    graph(out.graph)
+    return out

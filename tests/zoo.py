@@ -166,8 +166,8 @@ def _with_text(image: np.ndarray) -> np.ndarray:
 
 def sample_feeds(key: str, photo: np.ndarray | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Realistic inputs for zoo model ``key``: crops of a real photo for the OCR CNNs (normalised
-    as PaddleOCR does; the detector's copy carries printed text), a 16 kHz tone-plus-noise signal for the audio models, embeddings-shaped
-    values for the wake-word heads."""
+    as PaddleOCR does; the detector's copy carries printed text), a 16 kHz tone-plus-noise
+    signal for the audio models, embeddings-shaped values for the wake-word heads."""
     rng = np.random.default_rng(seed)
     if key.startswith("rapidocr"):
         if photo is None:

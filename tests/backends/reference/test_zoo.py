@@ -4,6 +4,7 @@ thread safety, and load-time refusal of what it cannot run."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +12,7 @@ from onnx import TensorProto, helper
 
 import deploykit as dk
 from tests import models, zoo
-
-#: float32 models: max |numpy - onnxruntime| <= TOLERANCE * max(|onnxruntime output|, 1e-6)
-TOLERANCE = 1e-4
-
-
-def _scaled_error(got: np.ndarray, ref: np.ndarray) -> float:
-    scale = max(float(np.abs(ref).max(initial=0.0)), 1e-6)
-    return float(np.abs(got.astype(np.float64) - ref).max(initial=0.0)) / scale
+from tests.backends.reference.oracle import assert_agrees
 
 
 @pytest.mark.parametrize("key", zoo.ONNX_MODELS)
@@ -27,12 +21,16 @@ def test_zoo_model_agrees_with_onnxruntime(key: str, zoo_path, photo: np.ndarray
     path = zoo_path(key)
     feeds = zoo.sample_feeds(key, photo)
     expected = dk.load(path, backend="onnxruntime", threads=1).run(feeds)
-    engine = dk.load(path, backend="numpy")
-    got = engine.run(feeds)
-    assert list(got) == list(expected)
-    for name, ref in expected.items():
-        assert got[name].shape == ref.shape and got[name].dtype == ref.dtype, name
-        assert _scaled_error(got[name], ref) <= TOLERANCE, (name, _scaled_error(got[name], ref))
+    got = dk.load(path, backend="numpy").run(feeds)
+    assert_agrees(got, expected, lambda: _float64_outputs(path, feeds))
+
+
+def _float64_outputs(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnx
+
+    model = models.to_float64(onnx.load(path))
+    feeds64 = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in feeds.items()}
+    return dk.load(model, backend="numpy", check=False).run(feeds64)
 
 
 @pytest.mark.parametrize("key", ["rapidocr_cls", "silero_vad", "oww_embedding"])
