@@ -281,7 +281,7 @@ def load(
     backend: str = "auto",
     *,
     threads: int | None = None,
-    check: bool = True,
+    check: bool | str = True,
     **options: Any,
 ) -> Engine:
     """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
@@ -289,7 +289,8 @@ def load(
     ``backend="auto"`` tries the registered backends that load the model's format in the
     documented priority order (``deploykit.backends.AUTO_ORDER``) and takes the first that is
     installed and loads the model. ``threads`` defaults to the CPUs this process may use.
-    ``check=False`` skips the ONNX checker. Other keyword options go to the backend
+    ``check`` runs the ONNX checker and logs its findings (``"strict"``: refuse the model;
+    ``False``: skip it). Other keyword options go to the backend
     (e.g. ``providers=[...]`` for onnxruntime).
     """
     source = open_model(model, check=check)

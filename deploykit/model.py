@@ -8,6 +8,7 @@ the model's folder. Runtimes are C++ and trust their input; we do not.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 #: What ``dk.load`` accepts as a model.
 ModelLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, "onnx.ModelProto"]
+
+log = logging.getLogger("deploykit")
 
 _TFLITE_MAGIC = b"TFL3"  # FlatBuffer file identifier at byte offset 4 of every .tflite file
 _PROTO_LIMIT = 2**31 - 1  # protobuf cannot serialize a message larger than 2 GiB
@@ -76,8 +79,16 @@ class ModelSource:
         return self.path.read_bytes()
 
 
-def open_model(model: ModelLike, *, check: bool = True) -> ModelSource:
+#: ``check`` values: True runs the ONNX checker and logs what it finds (runtimes accept models
+#: the checker rejects, e.g. outputs declared without a shape); "strict" makes a finding a
+#: ModelLoadError; False skips the checker. Parsing and structure are always checked.
+CheckMode = bool | str
+
+
+def open_model(model: ModelLike, *, check: CheckMode = True) -> ModelSource:
     """Identify and check a model artifact; raise ``ModelLoadError`` naming it and the cause."""
+    if check not in (True, False, "strict"):
+        raise ValueError(f"check must be True, False or 'strict', got {check!r}")
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser()
         label = str(path)
@@ -121,7 +132,7 @@ def _detect_format(head: bytes, suffix: str) -> str:
     return "onnx"
 
 
-def _check_onnx(source: ModelSource, *, check: bool) -> None:
+def _check_onnx(source: ModelSource, *, check: CheckMode) -> None:
     """Parse the ONNX protobuf and reject what is not a runnable model, with the reason."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -159,9 +170,10 @@ def _check_onnx(source: ModelSource, *, check: bool) -> None:
                 onnx.checker.check_model(proto)
         except (onnx.checker.ValidationError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(
-                f"{source.label}: fails the ONNX checker: {first} (pass check=False to skip)"
-            ) from e
+            if check == "strict":
+                raise ModelLoadError(f"{source.label}: fails the ONNX checker: {first}") from e
+            log.warning("%s: the ONNX checker reports: %s (loading anyway; check='strict' "
+                        "refuses such models)", source.label, first)
 
 
 def _check_external_data(label: str, base: Path, proto: onnx.ModelProto) -> None:

@@ -61,14 +61,30 @@ def test_valid_protobuf_that_is_not_a_model() -> None:
         dk.load(tensor)
 
 
-def test_checker_failure_and_check_false() -> None:
+def test_checker_findings(caplog: pytest.LogCaptureFixture) -> None:
     model = models.dynamic_add()
     model.graph.node[0].input[1] = "undefined_tensor"
-    with pytest.raises(dk.ModelLoadError, match=r"fails the ONNX checker: .*check=False"):
-        dk.load(model)
-    # skipping the checker hands the model to the runtime, whose refusal is still a ModelLoadError
-    with pytest.raises(dk.ModelLoadError, match=r"onnxruntime .* cannot load it"):
-        dk.load(model, backend="onnxruntime", check=False)
+    with pytest.raises(dk.ModelLoadError, match=r"fails the ONNX checker: .*undefined_tensor"):
+        dk.load(model, check="strict")
+    # by default the finding is logged and the runtime decides: its refusal is a ModelLoadError
+    with caplog.at_level("WARNING", logger="deploykit"), \
+            pytest.raises(dk.ModelLoadError, match=r"onnxruntime .* cannot load it"):
+        dk.load(model, backend="onnxruntime")
+    assert any("ONNX checker reports" in r.getMessage() for r in caplog.records)
+    with pytest.raises(dk.ModelLoadError, match=r"numpy backend cannot compile it: .*undefined_tensor"):
+        dk.load(model, backend="numpy", check=False)
+    with pytest.raises(ValueError, match="check must be True, False or 'strict'"):
+        dk.load(model, check="yes")
+
+
+def test_checker_strictness_is_not_forced_on_runnable_models() -> None:
+    """A graph output without a shape fails the checker but is a valid, runnable model."""
+    model = models.reshape_to()
+    model.graph.output[0].type.tensor_type.ClearField("shape")
+    for backend in ("onnxruntime", "numpy"):
+        out = dk.load(model, backend=backend).run({"x": np.zeros((2, 6), np.float32),
+                                                   "shape": np.array([3, 4])})
+        assert out["y"].shape == (3, 4)
 
 
 def test_unsupported_opset() -> None:

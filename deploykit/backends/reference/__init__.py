@@ -46,11 +46,15 @@ class NumpyBackend(Backend):
 
             proto = inliner.inline_local_functions(proto)
         if optimize:
-            from .optimize import fuse_conv_batchnorm
+            from . import optimize as rewrite
 
             copy = onnx.ModelProto()
             copy.CopyFrom(proto)  # never rewrite the caller's model
-            if fuse_conv_batchnorm(copy.graph):
+            changed = rewrite.fuse_conv_batchnorm(copy.graph)
+            if rewrite.fuse_hardswish(copy.graph):
+                copy.opset_import.append(onnx.helper.make_opsetid(rewrite.DOMAIN, 1))
+                changed += 1
+            if changed:
                 proto = copy
         self.inputs, self.outputs = onnx_io_specs(proto)
         opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version

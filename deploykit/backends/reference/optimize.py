@@ -2,6 +2,8 @@
 
 - ``fuse_conv_batchnorm``: an inference BatchNormalization that alone consumes a Conv with
   constant weights is folded into the Conv's weights and bias (as every inference runtime does).
+- ``fuse_hardswish``: ``x * Clip(x + 3, 0, 6) / 6`` (how exporters spell HardSwish) becomes one
+  ``deploykit::HardSwish`` node, computed in one buffer instead of four.
 """
 
 from __future__ import annotations
@@ -79,4 +81,78 @@ def fuse_conv_batchnorm(graph: Any) -> int:
         dead = [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]
         for node in dead:
             graph.node.remove(node)
+    return fused
+
+
+#: private domain of nodes created by these rewrites (registered by ops/elementwise.py)
+DOMAIN = "deploykit"
+
+
+def _constants(graph: Any) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    overridable = {v.name for v in graph.input}
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+              if t.name not in overridable}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 \
+                and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _is_scalar(values: dict[str, np.ndarray], name: str, want: float) -> bool:
+    v = values.get(name)
+    if v is None or v.size != 1 or v.dtype.kind != "f":
+        return False
+    return abs(float(v.reshape(-1)[0]) - want) < 1e-6
+
+
+def fuse_hardswish(graph: Any) -> int:
+    """Rewrite Add(x,3) -> Clip(0,6) -> Mul(x,.) -> Div(.,6) | Mul(.,1/6) chains in place."""
+    from onnx import helper
+
+    values = _constants(graph)
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def only(name: str) -> Any:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    def standard(node: Any, op: str) -> bool:
+        return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
+
+    fused, remove, add = 0, [], []
+    for node in graph.node:
+        if not standard(node, "Add") or len(node.input) != 2:
+            continue
+        x, three = (node.input if _is_scalar(values, node.input[1], 3.0) else node.input[::-1])
+        if not _is_scalar(values, three, 3.0) or x in values:
+            continue
+        clip = only(node.output[0])
+        if not standard(clip, "Clip") or clip.attribute or len(clip.input) != 3 \
+                or not _is_scalar(values, clip.input[1], 0.0) or not _is_scalar(values, clip.input[2], 6.0):
+            continue
+        mul = only(clip.output[0])
+        if not standard(mul, "Mul") or sorted(mul.input) != sorted([x, clip.output[0]]):
+            continue
+        last = only(mul.output[0])
+        if not ((standard(last, "Div") and last.input[0] == mul.output[0]
+                 and _is_scalar(values, last.input[1], 6.0))
+                or (standard(last, "Mul") and any(_is_scalar(values, n, 1 / 6) for n in last.input))):
+            continue
+        remove += [node, clip, mul, last]
+        add.append(helper.make_node("HardSwish", [x], [last.output[0]], domain=DOMAIN,
+                                    name=f"{last.output[0]}__hardswish"))
+        fused += 1
+    if fused:
+        for n in remove:
+            graph.node.remove(n)
+        # insert each fused node where its chain's last node stood is not needed: the
+        # compiler orders nodes topologically
+        graph.node.extend(add)
     return fused

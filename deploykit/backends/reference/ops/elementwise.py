@@ -173,6 +173,20 @@ def _hard_swish(x: Array) -> Array:
     return np.multiply(x, y, out=y)
 
 
+@register("HardSwish", 1, domain="deploykit")
+def _fused_hard_swish(node: Node) -> Kernel:
+    """x * clip(x + 3, 0, 6) / 6, in that order of operations (bit-identical to the unfused
+    Add/Clip/Mul/Div chain), in one buffer."""
+
+    def kernel(x: Array) -> Array:
+        y = x + x.dtype.type(3)
+        np.clip(y, x.dtype.type(0), x.dtype.type(6), out=y)
+        np.multiply(x, y, out=y)
+        return np.divide(y, x.dtype.type(6), out=y)
+
+    return kernel
+
+
 @register("LeakyRelu", 6, 16)
 def _leaky_relu(node: Node) -> Kernel:
     alpha = float(node.attr("alpha", 0.01))
@@ -238,11 +252,10 @@ def _clip(node: Node) -> Kernel:
     def kernel(x: Array, lo: Array | None = None, hi: Array | None = None) -> Array:
         if lo is None and hi is None:
             return x.copy()
-        y = x
-        if lo is not None:
-            y = np.maximum(y, lo)
-        if hi is not None:
-            y = np.minimum(y, hi)
-        return y.astype(x.dtype, copy=False)
+        lo_ = None if lo is None else lo.astype(x.dtype, copy=False)
+        hi_ = None if hi is None else hi.astype(x.dtype, copy=False)
+        if lo_ is not None and hi_ is not None and lo_ > hi_:
+            return np.full_like(x, hi_)  # spec: min > max sets every value to max
+        return np.clip(x, lo_, hi_)  # one pass
 
     return kernel
