@@ -297,3 +297,26 @@ def test_conv_transpose_float64(index: int) -> None:
     if not _reference_runs_transpose(w_shape, attrs):
         pytest.skip("no float64 oracle: onnx.reference cannot run it, onnxruntime has no double kernel")
     _check("ConvTranspose", x_shape, w_shape, attrs, True, True, dtype=np.float64, use_ort=False)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"pads": [1, 1, 1, 1]},
+    {"pads": [1, 1, 1, 1], "strides": [2, 2]},
+    {"pads": [2, 1, 0, 2], "dilations": [2, 1]},
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_large_single_group_conv_is_tiled_by_output_rows(attrs: dict[str, Any], bias: bool) -> None:
+    """Columns over 4 MB are built a band of output rows at a time (rapidocr det's 3x3 convs).
+    Sums of 288 products: compared with onnxruntime to 1e-5 of the output's scale."""
+    if ort is None:
+        pytest.skip("onnxruntime is the oracle here")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 32, 200, 160)).astype(np.float32)  # columns: 9-37 MB
+    w = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32) if bias else None
+    model = _model("Conv", x.shape, w, b, attrs, True, 22)
+    got = dk.load(model, backend="numpy").run({"x": x})["y"]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))

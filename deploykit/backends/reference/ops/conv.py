@@ -224,7 +224,10 @@ def _im2col(x: Array, ph: _Phases, wts: _ConvWeights, group: int, out: Ints) -> 
     phases = ph.fill(x)
     mat = wts.mat.reshape(group, -1, wts.mat.shape[-1])
     y = np.empty((n, group, mat.shape[1], q), x.dtype)
-    block = max(1, min(group, _BLOCK // ((kk * cg + fold) * q * x.dtype.itemsize)))
+    row_bytes = (kk * cg + fold) * q * x.dtype.itemsize
+    if group == 1 and cg > 1 and row_bytes > _BLOCK and len(out) >= 1 and out[0] > 1:
+        return _im2col_tiled(phases, ph, mat[0], y, cg, kk, fold, out)
+    block = max(1, min(group, _BLOCK // row_bytes))
     for i, g0 in itertools.product(range(n), range(0, group, block)):
         gb = min(block, group - g0)
         src = phases[:, i, g0 * cg: (g0 + gb) * cg]
@@ -244,6 +247,27 @@ def _im2col(x: Array, ph: _Phases, wts: _ConvWeights, group: int, out: Ints) -> 
             np.matmul(mat[g0], mats[0], out=y[i, g0])
         else:
             np.matmul(mat[g0: g0 + gb], mats, out=y[i, g0: g0 + gb])
+    return y
+
+
+def _im2col_tiled(phases: Array, ph: _Phases, mat: Array, y: Array, cg: int, kk: int, fold: int,
+                  out: Ints) -> Array:
+    """One group, large output: im2col a band of output rows at a time, so the columns stay in
+    cache instead of materialising the whole (K*C, H*W) matrix (88 MB on rapidocr det's 3x3s)."""
+    per_row = math.prod(out[1:])
+    rows = max(1, _BLOCK // ((kk * cg + fold) * per_row * y.dtype.itemsize))
+    for i in range(y.shape[0]):
+        src = phases[:, i]
+        for r0 in range(0, out[0], rows):
+            r1 = min(out[0], r0 + rows)
+            cols = _scratch(1, (kk * cg + fold, r1 - r0, *out[1:]), y.dtype)
+            for t, (p, window) in enumerate(ph.windows):
+                first = window[1]
+                band = (Ellipsis, slice(first.start + r0, first.start + r1), *window[2:])
+                cols[t * cg: (t + 1) * cg] = src[p][band]
+            if fold:
+                cols[-1] = 1
+            np.matmul(mat, cols.reshape(kk * cg + fold, -1), out=y[i, 0, :, r0 * per_row: r1 * per_row])
     return y
 
 
