@@ -5,7 +5,6 @@ onnx.reference."""
 
 from __future__ import annotations
 
-import importlib
 import threading
 import zlib
 from typing import Any
@@ -17,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import deploykit as dk
+from tests.backends.reference.node_cases import assert_native_and_conformant, node_cases
 
 try:
     import onnxruntime as ort
@@ -26,18 +26,8 @@ except ImportError:  # the onnx.reference comparisons still run
 _DTYPES = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE, np.float16: TensorProto.FLOAT16}
 
 
-def _node_cases() -> dict[str, Any]:
-    """The Conv/ConvTranspose cases ``load_model_tests(kind="node")`` yields; importing only their
-    generator modules (each appends its cases on import) skips ~10 s of unrelated ones."""
-    for name in ("conv", "convtranspose"):
-        importlib.import_module(f"onnx.backend.test.case.node.{name}")
-    from onnx.backend.test.case.node import _NodeTestCases
-
-    return {c.name: c for c in _NodeTestCases
-            if c.model.graph.node[0].op_type in ("Conv", "ConvTranspose")}
-
-
-CASES = _node_cases()
+CASES = {name: case for name, case in node_cases(("conv", "convtranspose"), ("test_",)).items()
+         if case.model.graph.node[0].op_type in ("Conv", "ConvTranspose")}
 
 
 def test_all_conformance_cases_found() -> None:
@@ -48,15 +38,7 @@ def test_all_conformance_cases_found() -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_conformance(name: str) -> None:
-    case = CASES[name]
-    engine = dk.load(case.model, backend="numpy")
-    assert not any("Conv" in d for d in engine.info["delegated_ops"]), engine.info
-    for inputs, expected in case.data_sets:
-        feeds = {v.name: a for v, a in zip(case.model.graph.input, inputs)}
-        got = list(engine.run(feeds).values())
-        for g, w in zip(got, expected, strict=True):
-            assert g.dtype == w.dtype and g.shape == w.shape
-            np.testing.assert_allclose(g, w, rtol=case.rtol, atol=case.atol)
+    assert_native_and_conformant(CASES[name])
 
 
 # -- configurations against onnxruntime and onnx.reference ---------------------------------------

@@ -3,7 +3,6 @@ kernels, and random configurations compared against onnxruntime."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, cast
 
 import numpy as np
@@ -14,19 +13,9 @@ from onnx import TensorProto, helper
 
 import deploykit as dk
 from deploykit.backends.reference.registry import native_ops
+from tests.backends.reference.node_cases import assert_native_and_conformant, node_cases
 
-
-def _node_cases(modules: tuple[str, ...], prefixes: tuple[str, ...]) -> dict[str, Any]:
-    """The cases ``load_model_tests(kind="node")`` yields for these ops; importing only their
-    generator modules (each appends its cases on import) skips ~10 s of unrelated ones."""
-    for name in modules:
-        importlib.import_module(f"onnx.backend.test.case.node.{name}")
-    from onnx.backend.test.case.node import _NodeTestCases
-
-    return {c.name: c for c in _NodeTestCases if c.name.startswith(prefixes)}
-
-
-CASES = _node_cases(("resize", "upsample"), ("test_resize", "test_upsample"))
+CASES = node_cases(("resize", "upsample"), ("test_resize", "test_upsample"))
 
 
 def test_all_conformance_cases_found() -> None:
@@ -35,17 +24,7 @@ def test_all_conformance_cases_found() -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_conformance(name: str) -> None:
-    case = CASES[name]
-    engine = dk.load(case.model, backend="numpy")
-    op = case.model.graph.node[0].op_type
-    assert not [d for d in engine.info["delegated_ops"] if f"::{op}-" in d], engine.info
-    for inputs, expected in case.data_sets:
-        feeds = {v.name: a for v, a in zip(case.model.graph.input, inputs)}
-        got = list(engine.run(feeds).values())
-        assert len(got) == len(expected)
-        for g, w in zip(got, expected):
-            assert g.dtype == w.dtype and g.shape == w.shape
-            np.testing.assert_allclose(g, w, rtol=case.rtol, atol=case.atol)
+    assert_native_and_conformant(CASES[name])
 
 
 def test_registered_versions() -> None:

@@ -3,7 +3,6 @@ onnxruntime, and the real silero-vad model (LSTMs inside If branches)."""
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +11,10 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import deploykit as dk
+from tests.backends.reference.node_cases import assert_native_and_conformant, node_cases
 
 OPS = ("LSTM", "GRU", "RNN")
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -27,40 +27,8 @@ def _delegated(engine: Any, op: str) -> list[str]:
 # --------------------------------------------------------------------------- ONNX conformance
 
 
-def _conformance_cases() -> list[Any]:
-    """The ONNX backend node tests of these ops. Importing just their case modules registers the
-    same cases ``load_model_tests(kind="node")`` returns for them, in a fraction of its time."""
-    import onnx.backend.test.case.node as node_cases
-
-    for module in ("lstm", "gru", "rnn"):
-        importlib.import_module(f"onnx.backend.test.case.node.{module}")
-    prefixes = ("test_lstm", "test_gru", "test_rnn", "test_simple_rnn")
-    return [c for c in node_cases._NodeTestCases if c.name.startswith(prefixes)]
-
-
-def _case_data(case: Any) -> tuple[onnx.ModelProto, list[tuple[dict[str, np.ndarray], list[np.ndarray]]]]:
-    """(model, [(feeds, expected outputs)]) from a case's model_dir or its in-memory data."""
-    if case.model_dir is not None:
-        model_dir = Path(case.model_dir)
-        model = onnx.load(str(model_dir / "model.onnx"))
-
-        def read(path: Path) -> np.ndarray:
-            t = TensorProto()
-            t.ParseFromString(path.read_bytes())
-            return numpy_helper.to_array(t)
-
-        sets = []
-        for d in sorted(model_dir.glob("test_data_set_*")):
-            ins = [read(p) for p in sorted(d.glob("input_*.pb"))]
-            outs = [read(p) for p in sorted(d.glob("output_*.pb"))]
-            sets.append((ins, outs))
-    else:
-        model, sets = case.model, list(case.data_sets)
-    names = [i.name for i in model.graph.input]
-    return model, [(dict(zip(names, ins)), list(outs)) for ins, outs in sets]
-
-
-CASES = _conformance_cases()
+CASES = list(node_cases(("lstm", "gru", "rnn"),
+                        ("test_lstm", "test_gru", "test_rnn", "test_simple_rnn")).values())
 
 
 def test_conformance_cases_found() -> None:
@@ -70,16 +38,7 @@ def test_conformance_cases_found() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_onnx_conformance(case: Any) -> None:
-    model, sets = _case_data(case)
-    op = model.graph.node[0].op_type
-    engine = dk.load(model, backend="numpy")
-    assert not _delegated(engine, op), engine.info["delegated_ops"]
-    out_names = [o.name for o in model.graph.output]
-    for feeds, expected in sets:
-        got = engine.run(feeds)
-        for name, want in zip(out_names, expected):
-            assert got[name].dtype == want.dtype
-            np.testing.assert_allclose(got[name], want, rtol=1e-3, atol=1e-7, err_msg=name)
+    assert_native_and_conformant(case)
 
 
 # --------------------------------------------------------------------------- against onnxruntime
