@@ -191,14 +191,16 @@ class Compiler:
             kernel = self._kernel(info)
             if kernel is None:
                 continue
-            for attr in node.attribute:
-                if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                    for name in sorted(_subgraph_reads_of(attr)):
-                        if name in scope and name not in sub_free:
-                            sub_free.append(name)
+            subgraphs = [a for a in node.attribute
+                         if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)]
+            for attr in subgraphs:
+                for name in sorted(_subgraph_reads_of(attr)):
+                    if name in scope and name not in sub_free:
+                        sub_free.append(name)
             outer_refs = tuple((n, read(n)) for n in sub_free if n in defined or n in outer_scope)
             out_slots = tuple(slot(o) if o else -1 for o in node.output)
-            foldable = (self.fold and not outer_refs and node.op_type not in _NONDETERMINISTIC
+            # a body may hold random operators: nodes with subgraphs are never folded
+            foldable = (self.fold and not subgraphs and node.op_type not in _NONDETERMINISTIC
                         and all(c is not None or s < 0 for c, s in zip(node_consts, in_slots)))
             if foldable:
                 try:

@@ -122,7 +122,6 @@ def delegate(node: Node, opsets: dict[str, int], input_types: Sequence[Any] | No
     def kernel(*inputs: Any) -> Any:
         return run(*inputs)
 
-    kernel.delegated = True  # type: ignore[attr-defined]
     return kernel
 
 
