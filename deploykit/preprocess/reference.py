@@ -49,8 +49,8 @@ def resize_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
     x0, x1, a0, a1 = _cv2_taps(w, width, clamp=True)
     y0, y1, b0, b1 = _cv2_taps(h, height, clamp=False)
     img = image.astype(np.int64)
-    extra = (None,) * (img.ndim - 2)
-    rows = img[:, x0] * a0[(None, slice(None), *extra)] + img[:, x1] * a1[(None, slice(None), *extra)]
+    cols = (1, -1) + (1,) * (img.ndim - 2)  # broadcast the column weights over rows and channels
+    rows = img[:, x0] * a0.reshape(cols) + img[:, x1] * a1.reshape(cols)
     shape = (-1,) + (1,) * (rows.ndim - 1)
     v = (((rows[y0] >> 4) * b0.reshape(shape)) >> 16) + (((rows[y1] >> 4) * b1.reshape(shape)) >> 16)
     return np.clip((v + 2) >> 2, 0, 255).astype(np.uint8)
