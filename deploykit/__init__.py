@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 
+from . import preprocess
 from .backends import Availability, available_backends
 from .engine import Engine, load
 from .errors import (
-                     BackendError,
-                     BackendUnavailable,
-                     DeployKitError,
-                     EngineClosed,
-                     InputMismatch,
-                     ModelLoadError,
-                     ModelNotFound,
-                     UnknownBackend,
+    BackendError,
+    BackendUnavailable,
+    DeployKitError,
+    EngineClosed,
+    InputMismatch,
+    ModelLoadError,
+    ModelNotFound,
+    PreprocessError,
+    UnknownBackend,
 )
 from .spec import TensorSpec
 
@@ -30,18 +32,20 @@ __version__ = "0.1.0"
 logging.getLogger("deploykit").addHandler(logging.NullHandler())
 
 __all__ = [
-                     "Availability",
-                     "BackendError",
-                     "BackendUnavailable",
-                     "DeployKitError",
-                     "Engine",
-                     "EngineClosed",
-                     "InputMismatch",
-                     "ModelLoadError",
-                     "ModelNotFound",
-                     "TensorSpec",
-                     "UnknownBackend",
-                     "__version__",
-                     "available_backends",
-                     "load",
+    "Availability",
+    "BackendError",
+    "BackendUnavailable",
+    "DeployKitError",
+    "Engine",
+    "EngineClosed",
+    "InputMismatch",
+    "ModelLoadError",
+    "ModelNotFound",
+    "PreprocessError",
+    "TensorSpec",
+    "UnknownBackend",
+    "__version__",
+    "available_backends",
+    "load",
+    "preprocess",
 ]

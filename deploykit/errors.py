@@ -16,6 +16,7 @@ __all__ = [
     "InputMismatch",
     "ModelLoadError",
     "ModelNotFound",
+    "PreprocessError",
     "UnknownBackend",
 ]
 
@@ -50,3 +51,7 @@ class BackendError(DeployKitError, RuntimeError):
 
 class EngineClosed(DeployKitError, RuntimeError):
     """``run`` was called on an engine after ``close()``."""
+
+
+class PreprocessError(DeployKitError, ValueError):
+    """An image, size or output buffer the preprocessing core cannot take."""

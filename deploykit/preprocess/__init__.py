@@ -1,3 +1,12 @@
-"""Image preprocessing. Work in progress (issue 4): ``reference`` holds the pure-NumPy twins of
-the resampling rules the C core will implement — the oracle its tests compare against. The
-public API (``letterbox``, ``resize_crop``, ``batch``) arrives with the C core."""
+"""Image preprocessing in C: one pass from a uint8 image to a model's input tensor.
+
+    tensor, transform = dk.preprocess.letterbox(frame, 640)            # YOLO-style, cv2-exact
+    tensor = dk.preprocess.resize_crop(photo, 256, 224, mean=..., std=...)  # classifier, PIL rule
+
+Work in progress (issue 4): portable C, no vector paths or batch benchmarks yet.
+``reference`` holds the pure-NumPy twins that are the test oracle.
+"""
+
+from .ops import LetterboxTransform, batch, letterbox, resize_crop
+
+__all__ = ["LetterboxTransform", "batch", "letterbox", "resize_crop"]

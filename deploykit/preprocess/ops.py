@@ -1,0 +1,199 @@
+"""Image -> tensor in one pass: letterbox, shorter-side resize + centre crop, and batches.
+
+A thin layer over the C core (``_core.resample``): it validates and sizes, the core does every
+pixel with the GIL released. ``mode="cv2"`` is bit-exact with cv2.resize(INTER_LINEAR) followed
+by OpenCV's blob arithmetic; ``mode="pil"`` follows Pillow's antialiased BILINEAR (within one
+grey level). Float outputs are ``float32(v) * float32(scale)``, then ``(x - mean) / std`` in
+float32 when mean/std are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import PreprocessError
+from ..probe import usable_cpus
+
+Size = int | tuple[int, int]
+_MAX_SIDE = 1 << 20
+_DTYPES = {"float32": np.float32, "uint8": np.uint8}
+_LAYOUTS = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class LetterboxTransform:
+    """How a letterboxed tensor maps back to the original image."""
+
+    scale_y: float  # resized height / original height
+    scale_x: float
+    pad_top: int
+    pad_left: int
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """(..., 4) x1, y1, x2, y2 boxes in tensor pixels -> original image pixels."""
+        b = np.asarray(boxes, dtype=np.float64).copy()
+        b[..., [0, 2]] = (b[..., [0, 2]] - self.pad_left) / self.scale_x
+        b[..., [1, 3]] = (b[..., [1, 3]] - self.pad_top) / self.scale_y
+        return b
+
+
+def _core() -> Any:
+    try:
+        from . import _core
+    except ImportError as e:  # pragma: no cover - the build always compiles it
+        raise PreprocessError(f"the C preprocessing core is not built ({e}); reinstall deploykit "
+                              "from source with a C compiler") from e
+    return _core
+
+
+def _image(image: Any) -> np.ndarray:
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise PreprocessError(f"image: expected uint8 pixels, got {a.dtype}")
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise PreprocessError(f"image: expected (H, W) or (H, W, C) with C in 1/3/4, got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise PreprocessError(f"image: empty ({a.shape})")
+    if max(a.shape[:2]) > _MAX_SIDE:
+        raise PreprocessError(f"image: {a.shape[:2]} is over the {_MAX_SIDE}-pixel side limit")
+    if any(s < 0 for s in a.strides):  # e.g. a flipped view: the core reads forward only
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def _size(value: Size, what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise PreprocessError(f"{what}: expected an int or (height, width), got {value!r}")
+    h, w = int(pair[0]), int(pair[1])
+    if not (0 < h <= _MAX_SIDE and 0 < w <= _MAX_SIDE):
+        raise PreprocessError(f"{what}: {h}x{w} is outside 1..{_MAX_SIDE}")
+    return h, w
+
+
+def _output(out: np.ndarray | None, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if dtype not in _DTYPES:
+        raise PreprocessError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    want = np.dtype(_DTYPES[dtype])
+    if out is None:
+        return np.empty(shape, want)
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != want:
+        got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
+        raise PreprocessError(f"out: expected a {want} array of shape {shape}, got {got}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise PreprocessError("out: must be C-contiguous and writable")
+    return out
+
+
+def _norm(mean: Sequence[float] | None, std: Sequence[float] | None, dtype: str
+          ) -> tuple[tuple[float, float, float] | None, tuple[float, float, float] | None]:
+    def three(v: Sequence[float] | None, what: str) -> tuple[float, float, float] | None:
+        if v is None:
+            return None
+        t = [float(x) for x in v]
+        if len(t) != 3:
+            raise PreprocessError(f"{what}: expected 3 values, got {len(t)}")
+        return t[0], t[1], t[2]
+
+    m, s = three(mean, "mean"), three(std, "std")
+    if (m or s) and dtype != "float32":
+        raise PreprocessError("mean/std need dtype='float32'")
+    if s is not None and 0.0 in s:
+        raise PreprocessError("std: must not contain 0")
+    return m, s
+
+
+def _run(img: np.ndarray, out: np.ndarray, resized: tuple[int, int], window: tuple[int, int, int, int],
+         offset: tuple[int, int], mode: str, layout: str, swap_rb: bool, pad: int, scale: float,
+         mean: Any, std: Any) -> None:
+    if mode not in ("cv2", "pil"):
+        raise PreprocessError(f"mode must be 'cv2' or 'pil', got {mode!r}")
+    view = out[0] if out.ndim == 4 else out
+    try:
+        _core().resample(img, view, resized, window, offset, mode, layout, swap_rb=swap_rb,
+                         pad=pad, scale=scale, mean=mean, std=std)
+    except ValueError as e:
+        raise PreprocessError(str(e)) from e
+
+
+def _shape(layout: str, h: int, w: int, channels: int) -> tuple[int, int, int, int]:
+    if layout not in _LAYOUTS:
+        raise PreprocessError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    return (1, channels, h, w) if layout == "NCHW" else (1, h, w, channels)
+
+
+def letterbox(image: Any, size: Size, *, pad_value: int = 114, swap_rb: bool = True,
+              scale: float = 1 / 255, mean: Sequence[float] | None = None,
+              std: Sequence[float] | None = None, dtype: str = "float32", layout: str = "NCHW",
+              mode: str = "cv2", out: np.ndarray | None = None
+              ) -> tuple[np.ndarray, LetterboxTransform]:
+    """Aspect-preserving resize into ``size`` with constant padding, as one (1, 3, H, W) tensor
+    (NCHW) or (1, H, W, 3) (NHWC); the transform maps boxes back to the image."""
+    img = _image(image)
+    th, tw = _size(size, "size")
+    if not 0 <= pad_value <= 255:
+        raise PreprocessError(f"pad_value must be 0..255, got {pad_value}")
+    h, w = img.shape[:2]
+    r = min(th / h, tw / w)
+    nh, nw = min(th, max(1, round(h * r))), min(tw, max(1, round(w * r)))
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    m, s = _norm(mean, std, dtype)
+    result = _output(out, _shape(layout, th, tw, 3), dtype)
+    _run(img, result, (nh, nw), (0, 0, nh, nw), (top, left), mode, layout, swap_rb, pad_value,
+         scale if dtype == "float32" else 1.0, m, s)
+    return result, LetterboxTransform(nh / h, nw / w, top, left)
+
+
+def resize_crop(image: Any, resize: int, crop: Size, *, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None, scale: float = 1 / 255, swap_rb: bool = True,
+                dtype: str = "float32", layout: str = "NCHW", mode: str = "pil",
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Resize the shorter side to ``resize`` (torchvision's rule), then take the centre ``crop``
+    — computing only the pixels inside the crop."""
+    img = _image(image)
+    if not isinstance(resize, (int, np.integer)) or not 0 < resize <= _MAX_SIDE:
+        raise PreprocessError(f"resize: expected a positive int, got {resize!r}")
+    ch, cw = _size(crop, "crop")
+    h, w = img.shape[:2]
+    if h <= w:
+        rh, rw = int(resize), int(resize * w / h)
+    else:
+        rh, rw = int(resize * h / w), int(resize)
+    if ch > rh or cw > rw:
+        raise PreprocessError(f"crop {ch}x{cw} is larger than the resized image {rh}x{rw}")
+    top, left = round((rh - ch) / 2.0), round((rw - cw) / 2.0)
+    m, s = _norm(mean, std, dtype)
+    result = _output(out, _shape(layout, ch, cw, 3), dtype)
+    _run(img, result, (rh, rw), (top, left, ch, cw), (0, 0), mode, layout, swap_rb, 0,
+         scale if dtype == "float32" else 1.0, m, s)
+    return result
+
+
+def batch(images: Sequence[Any], op: Callable[..., Any], *, out: np.ndarray | None = None,
+          threads: int | None = None, **kwargs: Any) -> np.ndarray:
+    """Preprocess ``images`` with ``op`` (letterbox or resize_crop) into one (N, ...) tensor,
+    one image per task on a thread pool (the core releases the GIL)."""
+    if not images:
+        raise PreprocessError("batch: no images")
+    first = op(images[0], **kwargs)
+    first = first[0] if isinstance(first, tuple) else first
+    shape = (len(images), *first.shape[1:])
+    result = _output(out, shape, str(first.dtype))
+    result[0] = first[0]
+    workers = max(1, min(threads or usable_cpus(), len(images) - 1 or 1))
+
+    def one(i: int) -> None:
+        op(images[i], out=result[i:i + 1], **kwargs)
+
+    if workers == 1:
+        for i in range(1, len(images)):
+            one(i)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, range(1, len(images))))
+    return result
