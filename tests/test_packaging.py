@@ -20,8 +20,9 @@ def test_wheel_contents(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("deploykit/py.typed", "deploykit/demo/digits.onnx",
                      "deploykit/demo/digits_test.npz", "deploykit/demo/build_digits.py",
-                     "deploykit/backends/onnxruntime.py"):
+                     "deploykit/backends/onnxruntime.py", "deploykit/preprocess/_core.pyi"):
         assert required in names
+    assert any(n.startswith("deploykit/preprocess/_core.") and n.endswith(".so") for n in names)
     assert not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "deploykit = deploykit.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

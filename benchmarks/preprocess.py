@@ -1,0 +1,122 @@
+"""deploykit's preprocessing core vs OpenCV and Pillow on the same images, one process.
+
+    python benchmarks/preprocess.py [--repeat 30]
+A. 1920x1080 BGR -> letterbox 640 (pad 114) -> RGB /255 float32 NCHW   (peer: OpenCV)
+B. 1920x1080 -> shorter side 256 -> centre crop 224 -> ImageNet float32 NCHW (peers: PIL+numpy, OpenCV)
+C. 32 images 640x480 -> 224x224 normalised into one (32,3,224,224) tensor (peer: OpenCV loop)
+Floor: (bytes read + bytes written) / memcpy bandwidth measured here. Medians and minimums (ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deploykit import preprocess as pp
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)) * 1e3, float(np.min(ts)) * 1e3
+
+
+def memcpy_gbps() -> float:
+    a = np.ones(64 << 20, np.uint8)
+    b = np.empty_like(a)
+    med, _ = timed(lambda: np.copyto(b, a), 10)
+    return 2 * a.nbytes / (med / 1e3) / 1e9  # read + write
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    import cv2
+    from PIL import Image
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    from sklearn.datasets import load_sample_image
+
+    photo = cv2.resize(np.asarray(load_sample_image("china.jpg")), (1920, 1080))
+    bw = memcpy_gbps()
+    print(f"machine: {platform.machine()}; OpenCV {cv2.__version__} (1 thread), Pillow "
+          f"{Image.__version__}; memcpy {bw:.1f} GB/s (read+write)")
+    rows = []
+
+    # A
+    out_a = np.empty((1, 3, 640, 640), np.float32)
+
+    def cv_a() -> object:
+        r = cv2.resize(photo, (640, 360), interpolation=cv2.INTER_LINEAR)
+        r = cv2.copyMakeBorder(r, 140, 140, 0, 0, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+        return cv2.dnn.blobFromImage(r, 1 / 255, swapRB=True)
+
+    assert np.array_equal(pp.letterbox(photo, 640)[0], cv_a())
+    # the floor: read the image once, write the tensor once, at memcpy speed
+    floor_a = (photo.nbytes + out_a.nbytes) / (bw * 1e9) * 1e3
+    rows.append(("A letterbox 640 (cv2 mode)", "OpenCV", timed(cv_a, args.repeat),
+                 timed(lambda: pp.letterbox(photo, 640, out=out_a), args.repeat), floor_a))
+
+    # B
+    out_b = np.empty((1, 3, 224, 224), np.float32)
+    pil = Image.fromarray(photo[..., ::-1])
+
+    def pil_b() -> object:
+        r = np.asarray(pil.resize((455, 256), Image.BILINEAR))[16:240, 115:339]
+        x = (r.astype(np.float32) / 255 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def cv_b() -> object:
+        r = cv2.resize(photo, (455, 256), interpolation=cv2.INTER_LINEAR)[16:240, 115:339]
+        return cv2.dnn.blobFromImage(r, 1 / (255 * 0.226), mean=tuple(m * 255 for m in MEAN),
+                                     swapRB=True)
+
+    rows.append(("B resize 256 + crop 224 (pil mode)", "PIL+numpy", timed(pil_b, args.repeat),
+                 timed(lambda: pp.resize_crop(photo, 256, 224, mean=MEAN, std=STD, out=out_b),
+                       args.repeat), None))
+    rows.append(("B resize 256 + crop 224 (cv2 mode)", "OpenCV", timed(cv_b, args.repeat),
+                 timed(lambda: pp.resize_crop(photo, 256, 224, mean=MEAN, std=STD, mode="cv2",
+                                              out=out_b), args.repeat), None))
+
+    # C
+    images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(32)]
+    out_c = np.empty((32, 3, 224, 224), np.float32)
+
+    def cv_c() -> object:
+        for i, img in enumerate(images):
+            r = cv2.resize(img, (224, 224), interpolation=cv2.INTER_LINEAR)
+            out_c[i] = cv2.dnn.blobFromImage(r, 1 / 255, swapRB=True)[0]
+        return out_c
+
+    for threads in (1, 2):
+        rows.append((f"C 32 x 640x480 -> 224 ({threads} thread)", "OpenCV loop",
+                     timed(cv_c, max(3, args.repeat // 5)),
+                     timed(lambda t=threads: pp.batch(images, pp.resize_crop, resize=224, crop=224,
+                                                      mode="cv2", out=out_c, threads=t),
+                           max(3, args.repeat // 5)), None))
+
+    print(f"\n{'case':<40}{'peer':<12}{'peer med/min':>16}{'deploykit med/min':>20}{'speed-up':>10}")
+    for name, peer, (pm, pmin), (dm, dmin), floor in rows:
+        extra = f"   floor {floor:.2f} ms ({dm / floor:.1f}x it)" if floor else ""
+        print(f"{name:<40}{peer:<12}{pm:>8.2f}/{pmin:<7.2f}{dm:>11.2f}/{dmin:<8.2f}{pm / dm:>9.2f}x"
+              + extra)
+
+
+if __name__ == "__main__":
+    main()
