@@ -176,3 +176,35 @@ def test_random_configurations_against_the_twins() -> None:
         part = np.repeat(part[..., None], 3, axis=2) if part.ndim == 2 else part[..., :3]
         assert got.shape == (1, *crop, 3)
         np.testing.assert_array_equal(np.sort(got[0], axis=2), np.sort(part, axis=2))
+
+
+def test_portable_and_avx2_paths_are_bit_identical(tmp_path) -> None:
+    """The core picks its AVX2 build at import; DEPLOYKIT_SIMD=generic forces the portable one."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, sys\n"
+        "from deploykit import preprocess as pp\n"
+        "from deploykit.preprocess import _core\n"
+        "rng = np.random.default_rng(4)\n"
+        "img = rng.integers(0, 256, (301, 517, 3), dtype=np.uint8)\n"
+        "a = pp.letterbox(img, 320, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))[0]\n"
+        "b = pp.resize_crop(img, 200, (150, 180), mode='pil')\n"
+        "c = pp.resize_crop(img[..., 0], 120, 96, mode='cv2', dtype='uint8', layout='NHWC')\n"
+        "np.savez(sys.argv[1], a=a, b=b, c=c, simd=_core.SIMD)\n"
+    )
+    paths = {}
+    for simd in ("default", "generic"):
+        env = dict(os.environ)
+        env.pop("DEPLOYKIT_SIMD", None)
+        if simd == "generic":
+            env["DEPLOYKIT_SIMD"] = "generic"
+        out = tmp_path / f"{simd}.npz"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=120)
+        paths[simd] = out
+    with np.load(paths["default"]) as d, np.load(paths["generic"]) as g:
+        assert str(g["simd"]) == "generic"
+        for key in ("a", "b", "c"):
+            np.testing.assert_array_equal(d[key], g[key])
