@@ -3,10 +3,11 @@
     tensor, transform = dk.preprocess.letterbox(frame, 640)            # YOLO-style, cv2-exact
     tensor = dk.preprocess.resize_crop(photo, 256, 224, mean=..., std=...)  # classifier, PIL rule
 
-Work in progress (issue 4): portable C, no vector paths or batch benchmarks yet.
+Work in progress (issue 4): see docs/preprocess.md for what is not done yet.
 ``reference`` holds the pure-NumPy twins that are the test oracle.
 """
 
 from .ops import LetterboxTransform, batch, letterbox, resize_crop
+from .pipeline import Pipeline
 
-__all__ = ["LetterboxTransform", "batch", "letterbox", "resize_crop"]
+__all__ = ["LetterboxTransform", "Pipeline", "batch", "letterbox", "resize_crop"]

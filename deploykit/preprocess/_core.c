@@ -104,7 +104,7 @@ typedef struct {
     /* source */
     const uint8_t *src; Py_ssize_t sh, sw, sc, s_row, s_col, s_ch;
     /* output tensor (3-D view) */
-    void *out; int out_float, nchw; Py_ssize_t oh, ow, oc;
+    void *out; int kind, nchw; Py_ssize_t oh, ow, oc;   /* kind: OUT_U8 / OUT_F32 / OUT_F16 */
     /* geometry: resized size, window of it, where the window goes */
     int rh, rw, wy, wx, wh, ww, top, left;
     int mode_pil, swap_rb, pad;
@@ -112,7 +112,31 @@ typedef struct {
     /* derived once per call */
     Py_ssize_t cmap[3];      /* byte offset of the source channel feeding output channel c */
     float lut[3][256];       /* float output value of pixel value v in channel c */
+    uint16_t lut16[3][256];  /* the same values as IEEE half-precision bits */
 } Job;
+
+enum { OUT_U8 = 0, OUT_F32 = 1, OUT_F16 = 2 };
+
+/* float32 -> IEEE binary16 bits, round to nearest even (what numpy's astype(float16) does). */
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xffu, mant = x & 0x7fffffu;
+    if (exp == 0xffu) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u : 0u));
+    int32_t e = (int32_t)exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1u), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1u))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1u))) half++;  /* a carry rounds up the exponent */
+    return (uint16_t)half;
+}
 
 /* Per-channel tables: every float output is a pure function of (channel, pixel value), so the
  * arithmetic (float32(v) * scale, then (x - mean) / std) is done 768 times, not per pixel. */
@@ -124,56 +148,52 @@ static void prepare(Job *j) {
             float f = (float)v * j->scale;
             if (j->normalize) f = (f - j->mean[c]) / j->std[c];
             j->lut[c][v] = f;
+            j->lut16[c][v] = f32_to_f16(f);
         }
     }
 }
+
+/* The output stage for element type T, VALUE(c, v) giving the element for pixel value v. */
+#define EMIT(T, VALUE)                                                                   \
+    do {                                                                                 \
+        T *out_ = (T *)j->out;                                                           \
+        if (j->nchw) {                                                                   \
+            for (Py_ssize_t c = 0; c < oc; c++) {                                        \
+                T *o = out_ + ((size_t)c * j->oh + y) * j->ow + j->left;                 \
+                for (Py_ssize_t x = 0; x < ww; x++) { int v = row[x * oc + c]; o[x] = VALUE; } \
+            }                                                                            \
+        } else {                                                                         \
+            T *o = out_ + ((size_t)y * j->ow + j->left) * oc;                            \
+            for (Py_ssize_t x = 0; x < ww; x++)                                          \
+                for (Py_ssize_t c = 0; c < oc; c++) { int v = row[x * oc + c]; o[x * oc + c] = VALUE; } \
+        }                                                                                \
+    } while (0)
 
 /* Write one row of the window (ww pixels, oc interleaved uint8 channels) at output row y. */
 HOT void emit_row(const Job *j, Py_ssize_t y, const uint8_t *row) {
     Py_ssize_t ww = j->ww, oc = j->oc;
-    if (j->out_float) {
-        float *out = (float *)j->out;
-        if (j->nchw) {
-            for (Py_ssize_t c = 0; c < oc; c++) {
-                float *o = out + ((size_t)c * j->oh + y) * j->ow + j->left;
-                const float *lut = j->lut[c];
-                for (Py_ssize_t x = 0; x < ww; x++) o[x] = lut[row[x * oc + c]];
-            }
-        } else {
-            float *o = out + ((size_t)y * j->ow + j->left) * oc;
-            for (Py_ssize_t x = 0; x < ww; x++)
-                for (Py_ssize_t c = 0; c < oc; c++) o[x * oc + c] = j->lut[c][row[x * oc + c]];
-        }
-    } else {
-        uint8_t *out = (uint8_t *)j->out;
-        if (j->nchw) {
-            for (Py_ssize_t c = 0; c < oc; c++) {
-                uint8_t *o = out + ((size_t)c * j->oh + y) * j->ow + j->left;
-                for (Py_ssize_t x = 0; x < ww; x++) o[x] = row[x * oc + c];
-            }
-        } else {
-            memcpy(out + ((size_t)y * j->ow + j->left) * oc, row, (size_t)(ww * oc));
-        }
-    }
+    if (j->kind == OUT_F32) EMIT(float, j->lut[c][v]);
+    else if (j->kind == OUT_F16) EMIT(uint16_t, j->lut16[c][v]);
+    else EMIT(uint8_t, (uint8_t)v);
 }
 
 /* Fill output columns [x0, x1) of row y with the padding value. */
+#define PAD(T, VALUE)                                                                    \
+    do {                                                                                 \
+        T *out_ = (T *)j->out;                                                           \
+        for (Py_ssize_t c = 0; c < j->oc; c++) {                                         \
+            T v_ = VALUE;                                                                \
+            for (Py_ssize_t x = x0; x < x1; x++) {                                       \
+                if (j->nchw) out_[((size_t)c * j->oh + y) * j->ow + x] = v_;             \
+                else out_[((size_t)y * j->ow + x) * j->oc + c] = v_;                     \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
+
 HOT void pad_span(const Job *j, Py_ssize_t y, Py_ssize_t x0, Py_ssize_t x1) {
-    for (Py_ssize_t c = 0; c < j->oc; c++) {
-        if (j->out_float) {
-            float v = j->lut[c][j->pad], *out = (float *)j->out;
-            for (Py_ssize_t x = x0; x < x1; x++) {
-                if (j->nchw) out[((size_t)c * j->oh + y) * j->ow + x] = v;
-                else out[((size_t)y * j->ow + x) * j->oc + c] = v;
-            }
-        } else {
-            uint8_t *out = (uint8_t *)j->out;
-            for (Py_ssize_t x = x0; x < x1; x++) {
-                if (j->nchw) out[((size_t)c * j->oh + y) * j->ow + x] = (uint8_t)j->pad;
-                else out[((size_t)y * j->ow + x) * j->oc + c] = (uint8_t)j->pad;
-            }
-        }
-    }
+    if (j->kind == OUT_F32) PAD(float, j->lut[c][j->pad]);
+    else if (j->kind == OUT_F16) PAD(uint16_t, j->lut16[c][j->pad]);
+    else PAD(uint8_t, (uint8_t)j->pad);
 }
 
 HOT void fill_padding(const Job *j) {
@@ -353,7 +373,8 @@ static PyObject *resample(PyObject *self, PyObject *args, PyObject *kw) {
     if (strcmp(sb.format, "B") != 0 || (sb.ndim != 2 && sb.ndim != 3)) err = "src must be a uint8 (H, W[, C]) image";
     else if (sb.ndim == 3 && sb.shape[2] != 1 && sb.shape[2] != 3 && sb.shape[2] != 4) err = "src must have 1, 3 or 4 channels";
     else if (ob.ndim != 3) err = "out must be 3-D";
-    else if (strcmp(ob.format, "f") != 0 && strcmp(ob.format, "B") != 0) err = "out must be float32 or uint8";
+    else if (strcmp(ob.format, "f") != 0 && strcmp(ob.format, "B") != 0 && strcmp(ob.format, "e") != 0)
+        err = "out must be float32, float16 or uint8";
     if (!err) {
         for (int i = 0; i < sb.ndim; i++) if (sb.strides[i] < 0) err = "src must not have negative strides";
         if (sb.shape[0] < 1 || sb.shape[1] < 1) err = "src is empty";
@@ -364,7 +385,8 @@ static PyObject *resample(PyObject *self, PyObject *args, PyObject *kw) {
         j.s_row = sb.strides[0]; j.s_col = sb.strides[1]; j.s_ch = sb.ndim == 3 ? sb.strides[2] : 0;
         j.nchw = strcmp(layout, "NCHW") == 0;
         if (!j.nchw && strcmp(layout, "NHWC") != 0) err = "layout must be NCHW or NHWC";
-        j.out = ob.buf; j.out_float = strcmp(ob.format, "f") == 0;
+        j.out = ob.buf;
+        j.kind = strcmp(ob.format, "f") == 0 ? OUT_F32 : strcmp(ob.format, "e") == 0 ? OUT_F16 : OUT_U8;
         j.oc = j.nchw ? ob.shape[0] : ob.shape[2];
         j.oh = j.nchw ? ob.shape[1] : ob.shape[0];
         j.ow = j.nchw ? ob.shape[2] : ob.shape[1];
@@ -380,7 +402,7 @@ static PyObject *resample(PyObject *self, PyObject *args, PyObject *kw) {
                  wx + ww > rw || top < 0 || left < 0 || top + wh > j.oh || left + ww > j.ow))
         err = "window does not fit the resized image or the output";
     if (!err && (mean_obj != Py_None || std_obj != Py_None)) {
-        if (!j.out_float) err = "mean/std need a float output";
+        if (j.kind == OUT_U8) err = "mean/std need a float output";
         j.normalize = 1;
         for (int c = 0; c < 3 && !err; c++) { j.mean[c] = 0.f; j.std[c] = 1.f; }
         PyObject *objs[2] = {mean_obj, std_obj};

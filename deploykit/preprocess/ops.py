@@ -21,7 +21,7 @@ from ..probe import usable_cpus
 
 Size = int | tuple[int, int]
 _MAX_SIDE = 1 << 20
-_DTYPES = {"float32": np.float32, "uint8": np.uint8}
+_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 _LAYOUTS = ("NCHW", "NHWC")
 
 
@@ -101,8 +101,8 @@ def _norm(mean: Sequence[float] | None, std: Sequence[float] | None, dtype: str
         return t[0], t[1], t[2]
 
     m, s = three(mean, "mean"), three(std, "std")
-    if (m or s) and dtype != "float32":
-        raise PreprocessError("mean/std need dtype='float32'")
+    if (m or s) and dtype == "uint8":
+        raise PreprocessError("mean/std need a float dtype ('float32' or 'float16')")
     if s is not None and 0.0 in s:
         raise PreprocessError("std: must not contain 0")
     return m, s
@@ -145,7 +145,7 @@ def letterbox(image: Any, size: Size, *, pad_value: int = 114, swap_rb: bool = T
     m, s = _norm(mean, std, dtype)
     result = _output(out, _shape(layout, th, tw, 3), dtype)
     _run(img, result, (nh, nw), (0, 0, nh, nw), (top, left), mode, layout, swap_rb, pad_value,
-         scale if dtype == "float32" else 1.0, m, s)
+         scale if dtype != "uint8" else 1.0, m, s)
     return result, LetterboxTransform(nh / h, nw / w, top, left)
 
 
@@ -170,7 +170,7 @@ def resize_crop(image: Any, resize: int, crop: Size, *, mean: Sequence[float] | 
     m, s = _norm(mean, std, dtype)
     result = _output(out, _shape(layout, ch, cw, 3), dtype)
     _run(img, result, (rh, rw), (top, left, ch, cw), (0, 0), mode, layout, swap_rb, 0,
-         scale if dtype == "float32" else 1.0, m, s)
+         scale if dtype != "uint8" else 1.0, m, s)
     return result
 
 

@@ -145,7 +145,7 @@ def test_concurrent_calls_release_the_gil_and_stay_correct() -> None:
     (lambda: pp.letterbox(np.zeros((4, 4, 3), np.uint8), 8,
                           out=np.zeros((1, 3, 8, 16), np.float32)[..., ::2]), "C-contiguous"),
     (lambda: pp.letterbox(np.zeros((4, 4, 3), np.uint8), 8, dtype="uint8", mean=(0, 0, 0)),
-     "mean/std need dtype='float32'"),
+     "mean/std need a float dtype"),
     (lambda: pp.letterbox(np.zeros((4, 4, 3), np.uint8), 8, std=(1, 0, 1)), "must not contain 0"),
     (lambda: pp.letterbox(np.zeros((4, 4, 3), np.uint8), 8, mode="area"), "mode must be"),
     (lambda: pp.letterbox(np.zeros((4, 4, 3), np.uint8), 8, layout="CHW"), "layout must be"),
@@ -208,3 +208,13 @@ def test_portable_and_avx2_paths_are_bit_identical(tmp_path) -> None:
         assert str(g["simd"]) == "generic"
         for key in ("a", "b", "c"):
             np.testing.assert_array_equal(d[key], g[key])
+
+
+def test_float16_output_is_the_float32_output_rounded() -> None:
+    """float16 values come from the same float32 arithmetic, rounded to nearest even."""
+    img = np.random.default_rng(9).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for kwargs in ({}, IMAGENET, {"scale": 1.0, "mean": (100.0, 50.5, 7.25), "std": (3.0, 0.01, 9.0)}):
+        f32, _ = pp.letterbox(img, 64, **kwargs)
+        f16, _ = pp.letterbox(img, 64, dtype="float16", **kwargs)
+        assert f16.dtype == np.float16
+        np.testing.assert_array_equal(f16, f32.astype(np.float16))
