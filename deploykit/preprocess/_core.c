@@ -398,6 +398,12 @@ static PyObject *resample(PyObject *self, PyObject *args, PyObject *kw) {
     if (!err && (j.oc != 1 && j.oc != 3)) err = "out must have 1 or 3 channels";
     if (!err && j.oc == 3 && j.sc == 1) err = NULL;  /* gray -> 3 identical channels */
     if (!err && j.oc == 1 && j.sc != 1) err = "a 1-channel output needs a 1-channel image";
+    /* every geometry value within 0..MAX_SIDE first, so that the sums below cannot overflow */
+    if (!err) {
+        int geometry[8] = {rh, rw, wy, wx, wh, ww, top, left};
+        for (int i = 0; i < 8; i++)
+            if (geometry[i] < 0 || geometry[i] > MAX_SIDE) err = "window does not fit the resized image or the output";
+    }
     if (!err && (rh < 1 || rw < 1 || wh < 1 || ww < 1 || wy < 0 || wx < 0 || wy + wh > rh ||
                  wx + ww > rw || top < 0 || left < 0 || top + wh > j.oh || left + ww > j.ow))
         err = "window does not fit the resized image or the output";

@@ -15,7 +15,9 @@ from hypothesis import strategies as st  # noqa: E402
 from deploykit.preprocess import _core  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DEPLOYKIT_FUZZ_EXAMPLES", "300"))
-small = st.integers(min_value=-3, max_value=40)
+# mostly small values, sometimes extreme ones (overflow of window arithmetic, absurd sizes)
+small = st.one_of(st.integers(min_value=-3, max_value=40),
+                  st.sampled_from([-2**31, -2**20 - 1, 2**20, 2**20 + 1, 2**31 - 1]))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
