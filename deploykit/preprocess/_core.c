@@ -20,6 +20,7 @@
 #endif
 #if defined(__GNUC__) && defined(__x86_64__)
 #define DK_X86_DISPATCH 1   /* an AVX2+FMA build of the pixel loops, chosen at import */
+#include <immintrin.h>
 #endif
 
 #define CV_BITS 11          /* OpenCV INTER_RESIZE_COEF_BITS */
@@ -113,6 +114,7 @@ typedef struct {
     Py_ssize_t cmap[3];      /* byte offset of the source channel feeding output channel c */
     float lut[3][256];       /* float output value of pixel value v in channel c */
     uint16_t lut16[3][256];  /* the same values as IEEE half-precision bits */
+    int use_avx2;            /* the AVX2 horizontal pass may run (set by the dispatcher) */
 } Job;
 
 enum { OUT_U8 = 0, OUT_F32 = 1, OUT_F16 = 2 };
@@ -160,19 +162,33 @@ static void prepare(Job *j) {
         if (j->nchw) {                                                                   \
             for (Py_ssize_t c = 0; c < oc; c++) {                                        \
                 T *o = out_ + ((size_t)c * j->oh + y) * j->ow + j->left;                 \
-                for (Py_ssize_t x = 0; x < ww; x++) { int v = row[x * oc + c]; o[x] = VALUE; } \
+                const uint8_t *r_ = row + c * ww;                                        \
+                for (Py_ssize_t x = 0; x < ww; x++) { int v = r_[x]; o[x] = VALUE; }     \
             }                                                                            \
         } else {                                                                         \
             T *o = out_ + ((size_t)y * j->ow + j->left) * oc;                            \
             for (Py_ssize_t x = 0; x < ww; x++)                                          \
-                for (Py_ssize_t c = 0; c < oc; c++) { int v = row[x * oc + c]; o[x * oc + c] = VALUE; } \
+                for (Py_ssize_t c = 0; c < oc; c++) { int v = row[c * ww + x]; o[x * oc + c] = VALUE; } \
         }                                                                                \
     } while (0)
 
-/* Write one row of the window (ww pixels, oc interleaved uint8 channels) at output row y. */
+/* Write one row of the window (oc planes of ww uint8 values) at output row y. */
 HOT void emit_row(const Job *j, Py_ssize_t y, const uint8_t *row) {
     Py_ssize_t ww = j->ww, oc = j->oc;
-    if (j->kind == OUT_F32) EMIT(float, j->lut[c][v]);
+    if (j->kind == OUT_F32 && j->nchw) {
+        /* the same IEEE operations the tables hold, written so that the compiler vectorises
+         * them (no FMA contraction: -ffp-contract=off) */
+        float *out = (float *)j->out;
+        for (Py_ssize_t c = 0; c < oc; c++) {
+            float *o = out + ((size_t)c * j->oh + y) * j->ow + j->left;
+            const uint8_t *r = row + c * ww;
+            float scale = j->scale, mean = j->mean[c], std = j->std[c];
+            if (j->normalize)
+                for (Py_ssize_t x = 0; x < ww; x++) o[x] = ((float)r[x] * scale - mean) / std;
+            else
+                for (Py_ssize_t x = 0; x < ww; x++) o[x] = (float)r[x] * scale;
+        }
+    } else if (j->kind == OUT_F32) EMIT(float, j->lut[c][v]);
     else if (j->kind == OUT_F16) EMIT(uint16_t, j->lut16[c][v]);
     else EMIT(uint8_t, (uint8_t)v);
 }
@@ -211,25 +227,51 @@ HOT uint8_t clip_u8(int32_t v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v)
 
 /* One source row resampled horizontally (weights sum to 2^11), for the window's columns. */
 HOT void cv2_hrow(const Job *j, const Tap2 *xt, const Py_ssize_t *xoff0, const Py_ssize_t *xoff1,
-                     int y, int32_t *row) {
+                     int y, int32_t *row, int start) {
     const uint8_t *base = j->src + (Py_ssize_t)y * j->s_row;
     const Tap2 *taps = xt + j->wx;
     int ww = j->ww;
     if (j->oc == 3) {  /* the common case, with the channel offsets in registers */
         Py_ssize_t c0 = j->cmap[0], c1 = j->cmap[1], c2 = j->cmap[2];
-        for (int ox = 0; ox < ww; ox++) {
+        for (int ox = start; ox < ww; ox++) {
             const uint8_t *p0 = base + xoff0[ox], *p1 = base + xoff1[ox];
             int32_t w0 = taps[ox].w0, w1 = taps[ox].w1;
-            row[3 * ox + 0] = p0[c0] * w0 + p1[c0] * w1;
-            row[3 * ox + 1] = p0[c1] * w0 + p1[c1] * w1;
-            row[3 * ox + 2] = p0[c2] * w0 + p1[c2] * w1;
+            row[ox] = p0[c0] * w0 + p1[c0] * w1;
+            row[ww + ox] = p0[c1] * w0 + p1[c1] * w1;
+            row[2 * ww + ox] = p0[c2] * w0 + p1[c2] * w1;
         }
         return;
     }
     Py_ssize_t c0 = j->cmap[0];
-    for (int ox = 0; ox < ww; ox++)
+    for (int ox = start; ox < ww; ox++)
         row[ox] = base[xoff0[ox] + c0] * taps[ox].w0 + base[xoff1[ox] + c0] * taps[ox].w1;
 }
+
+#ifdef DK_X86_DISPATCH
+/* The horizontal pass for packed 3/4-channel rows, 8 output pixels at a time: one 4-byte gather
+ * per tap fetches a whole pixel, each channel is shifted out, and the two taps of a channel are
+ * paired in 16-bit halves so that one madd gives v0 * w0 + v1 * w1 — the same integers as the
+ * scalar loop. Only pixels whose 4-byte read stays inside the row are done here (n_vec). */
+__attribute__((target("avx2"))) static void cv2_hrow3_avx2(
+        const uint8_t *base, const int32_t *xo0, const int32_t *xo1, const int32_t *wpair,
+        int n_vec, int ww, const int *shift, int32_t *row) {
+    const __m256i mask = _mm256_set1_epi32(0xff);
+    for (int ox = 0; ox < n_vec; ox += 8) {
+        __m256i d0 = _mm256_i32gather_epi32((const int *)base,
+                                            _mm256_loadu_si256((const __m256i *)(xo0 + ox)), 1);
+        __m256i d1 = _mm256_i32gather_epi32((const int *)base,
+                                            _mm256_loadu_si256((const __m256i *)(xo1 + ox)), 1);
+        __m256i w = _mm256_loadu_si256((const __m256i *)(wpair + ox));
+        for (int c = 0; c < 3; c++) {
+            __m128i sh = _mm_cvtsi32_si128(shift[c]);
+            __m256i a = _mm256_and_si256(_mm256_srl_epi32(d0, sh), mask);
+            __m256i b = _mm256_and_si256(_mm256_srl_epi32(d1, sh), mask);
+            __m256i pair = _mm256_or_si256(a, _mm256_slli_epi32(b, 16));
+            _mm256_storeu_si256((__m256i *)(row + (size_t)c * ww + ox), _mm256_madd_epi16(pair, w));
+        }
+    }
+}
+#endif
 
 /* cv2 INTER_LINEAR for the window; returns -1 on allocation failure. */
 HOT int run_cv2(const Job *j) {
@@ -248,6 +290,36 @@ HOT int run_cv2(const Job *j) {
         xoff[ox] = xt[j->wx + ox].i0 * j->s_col;
         xoff[j->ww + ox] = xt[j->wx + ox].i1 * j->s_col;
     }
+    int n_vec = 0;
+#ifdef DK_X86_DISPATCH
+    int32_t *vec = NULL;  /* xo0 | xo1 | wpair, int32 for the gathers */
+    int shift[3] = {0, 0, 0};
+    if (j->use_avx2 && j->oc == 3 && j->sc >= 3 && j->s_ch == 1 && j->s_col <= 4) {
+        Py_ssize_t limit = (j->sw - 1) * j->s_col + (j->sc - 1);  /* last byte of the row */
+        while (n_vec < j->ww && xoff[j->ww + n_vec] + 3 <= limit) n_vec++;
+        n_vec &= ~7;
+        vec = n_vec ? malloc(sizeof(int32_t) * 3 * (size_t)j->ww) : NULL;
+        if (!vec) n_vec = 0;
+        for (int ox = 0; ox < n_vec; ox++) {
+            vec[ox] = (int32_t)xoff[ox];
+            vec[j->ww + ox] = (int32_t)xoff[j->ww + ox];
+            vec[2 * j->ww + ox] = (int32_t)((uint32_t)xt[j->wx + ox].w0 |
+                                            ((uint32_t)xt[j->wx + ox].w1 << 16));
+        }
+        for (int c = 0; c < 3; c++) shift[c] = 8 * (int)j->cmap[c];
+    }
+#endif
+#ifdef DK_X86_DISPATCH
+#define HROW(y, dst)                                                                           \
+    do {                                                                                       \
+        if (n_vec)                                                                             \
+            cv2_hrow3_avx2(j->src + (Py_ssize_t)(y) * j->s_row, vec, vec + j->ww,              \
+                           vec + 2 * j->ww, n_vec, j->ww, shift, (dst));                       \
+        cv2_hrow(j, xt, xoff, xoff + j->ww, (y), (dst), n_vec);                                \
+    } while (0)
+#else
+#define HROW(y, dst) cv2_hrow(j, xt, xoff, xoff + j->ww, (y), (dst), 0)
+#endif
     int idx[2] = {-1, -1};
     int32_t *buf[2] = {r0, r1};
     for (int oy = 0; oy < j->wh; oy++) {
@@ -256,14 +328,14 @@ HOT int run_cv2(const Job *j) {
         int s0 = idx[0] == t->i0 ? 0 : idx[1] == t->i0 ? 1 : -1;
         if (s0 < 0) {
             s0 = idx[0] == t->i1 ? 1 : 0;
-            cv2_hrow(j, xt, xoff, xoff + j->ww, t->i0, buf[s0]);
+            HROW(t->i0, buf[s0]);
             idx[s0] = t->i0;
         }
         int s1 = s0;
         if (t->i1 != t->i0) {
             s1 = 1 - s0;
             if (idx[s1] != t->i1) {
-                cv2_hrow(j, xt, xoff, xoff + j->ww, t->i1, buf[s1]);
+                HROW(t->i1, buf[s1]);
                 idx[s1] = t->i1;
             }
         }
@@ -275,6 +347,10 @@ HOT int run_cv2(const Job *j) {
         }
         emit_row(j, j->top + oy, row);
     }
+#undef HROW
+#ifdef DK_X86_DISPATCH
+    free(vec);
+#endif
     free(xt); free(yt); free(xoff); free(r0); free(r1); free(row);
     return 0;
 }
@@ -302,7 +378,7 @@ HOT int run_pil(const Job *j) {
         for (int ox = 0; ox < j->ww; ox++) {
             int o = j->wx + ox;
             if (!horizontal) {
-                for (Py_ssize_t c = 0; c < oc; c++) dst[ox * oc + c] = base[o * j->s_col + j->cmap[c]];
+                for (Py_ssize_t c = 0; c < oc; c++) dst[c * j->ww + ox] = base[o * j->s_col + j->cmap[c]];
                 continue;
             }
             const int32_t *w = &xt.w[(size_t)o * xt.ksize];
@@ -311,7 +387,7 @@ HOT int run_pil(const Job *j) {
             int32_t s[3] = {1 << (PIL_BITS - 1), 1 << (PIL_BITS - 1), 1 << (PIL_BITS - 1)};
             for (int k = 0; k < xt.n[o]; k++, p += j->s_col)
                 for (Py_ssize_t c = 0; c < oc; c++) s[c] += p[j->cmap[c]] * w[k];
-            for (Py_ssize_t c = 0; c < oc; c++) dst[ox * oc + c] = clip8(s[c] >> PIL_BITS);
+            for (Py_ssize_t c = 0; c < oc; c++) dst[c * j->ww + ox] = clip8(s[c] >> PIL_BITS);
         }
     }
     for (int oy = 0; oy < j->wh; oy++) {
@@ -342,8 +418,10 @@ static int work_generic(const Job *j) {
 }
 #ifdef DK_X86_DISPATCH
 __attribute__((target("avx2,fma"))) static int work_avx2(const Job *j) {
-    fill_padding(j);
-    return j->mode_pil ? run_pil(j) : run_cv2(j);
+    Job k = *j;
+    k.use_avx2 = 1;
+    fill_padding(&k);
+    return k.mode_pil ? run_pil(&k) : run_cv2(&k);
 }
 #endif
 static int (*work)(const Job *) = work_generic;
