@@ -355,6 +355,38 @@ HOT int run_cv2(const Job *j) {
     return 0;
 }
 
+#ifdef DK_X86_DISPATCH
+/* Pillow's horizontal pass for packed 3/4-channel rows, 8 output pixels at a time: per tap, one
+ * 4-byte gather per pixel and a 32-bit multiply-add per channel, in the same int32 arithmetic as
+ * the scalar loop. offT/wT hold, per tap k, each pixel's byte offset and weight (weight 0 past
+ * its own taps, offset clamped to its last tap so that no read leaves the row). */
+__attribute__((target("avx2"))) static void pil_hrow3_avx2(
+        const uint8_t *base, const int32_t *offT, const int32_t *wT, int taps, int n_vec, int ww,
+        const int *shift, uint8_t *dst) {
+    const __m256i mask = _mm256_set1_epi32(0xff), lo = _mm256_setzero_si256();
+    const __m256i hi = _mm256_set1_epi32(255);
+    const __m128i sh0 = _mm_cvtsi32_si128(shift[0]), sh1 = _mm_cvtsi32_si128(shift[1]);
+    const __m128i sh2 = _mm_cvtsi32_si128(shift[2]);
+    for (int ox = 0; ox < n_vec; ox += 8) {
+        __m256i s0 = _mm256_set1_epi32(1 << (PIL_BITS - 1)), s1 = s0, s2 = s0;
+        for (int k = 0; k < taps; k++) {
+            __m256i off = _mm256_loadu_si256((const __m256i *)(offT + (size_t)k * ww + ox));
+            __m256i w = _mm256_loadu_si256((const __m256i *)(wT + (size_t)k * ww + ox));
+            __m256i d = _mm256_i32gather_epi32((const int *)base, off, 1);
+            s0 = _mm256_add_epi32(s0, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srl_epi32(d, sh0), mask), w));
+            s1 = _mm256_add_epi32(s1, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srl_epi32(d, sh1), mask), w));
+            s2 = _mm256_add_epi32(s2, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srl_epi32(d, sh2), mask), w));
+        }
+        __m256i acc[3] = {s0, s1, s2};
+        for (int c = 0; c < 3; c++) {
+            __m256i v = _mm256_min_epi32(_mm256_max_epi32(_mm256_srai_epi32(acc[c], PIL_BITS), lo), hi);
+            __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            _mm_storel_epi64((__m128i *)(dst + (size_t)c * ww + ox), _mm_packus_epi16(p16, p16));
+        }
+    }
+}
+#endif
+
 /* Pillow BILINEAR for the window: horizontal pass into uint8 rows, then vertical pass. */
 HOT int run_pil(const Job *j) {
     TapsN xt = {0}, yt = {0};
@@ -372,10 +404,39 @@ HOT int run_pil(const Job *j) {
     if (!tmp || !row || !acc) { free(tmp); free(row); free(acc); tapsn_free(&xt); tapsn_free(&yt); return -1; }
     int horizontal = j->rw != j->sw, vertical = j->rh != j->sh;
     Py_ssize_t oc = j->oc;
+    int n_vec = 0;
+#ifdef DK_X86_DISPATCH
+    int32_t *tab = NULL;  /* offT (taps x ww) | wT (taps x ww) */
+    int taps = 0, shift[3] = {0, 0, 0};
+    if (j->use_avx2 && horizontal && oc == 3 && j->sc >= 3 && j->s_ch == 1 && j->s_col <= 4) {
+        Py_ssize_t limit = (j->sw - 1) * j->s_col + (j->sc - 1);  /* last byte of the row */
+        while (n_vec < j->ww) {
+            int o = j->wx + n_vec;
+            if ((Py_ssize_t)(xt.lo[o] + (xt.n[o] > 0 ? xt.n[o] - 1 : 0)) * j->s_col + 3 > limit) break;
+            if (xt.n[o] > taps) taps = xt.n[o];
+            n_vec++;
+        }
+        n_vec &= ~7;
+        tab = n_vec ? malloc(sizeof(int32_t) * 2 * (size_t)taps * (size_t)j->ww) : NULL;
+        if (!tab) n_vec = 0;
+        for (int k = 0; k < taps && n_vec; k++) {
+            for (int ox = 0; ox < n_vec; ox++) {
+                int o = j->wx + ox, n = xt.n[o] > 0 ? xt.n[o] : 1;
+                tab[(size_t)k * j->ww + ox] = (int32_t)((xt.lo[o] + (k < n ? k : n - 1)) * j->s_col);
+                tab[((size_t)taps + k) * j->ww + ox] = k < xt.n[o] ? xt.w[(size_t)o * xt.ksize + k] : 0;
+            }
+        }
+        for (int c = 0; c < 3; c++) shift[c] = 8 * (int)j->cmap[c];
+    }
+#endif
     for (int y = first; y < last; y++) {
         uint8_t *dst = tmp + (size_t)(y - first) * rowlen;
         const uint8_t *base = j->src + (Py_ssize_t)y * j->s_row;
-        for (int ox = 0; ox < j->ww; ox++) {
+#ifdef DK_X86_DISPATCH
+        if (n_vec)
+            pil_hrow3_avx2(base, tab, tab + (size_t)taps * j->ww, taps, n_vec, j->ww, shift, dst);
+#endif
+        for (int ox = n_vec; ox < j->ww; ox++) {
             int o = j->wx + ox;
             if (!horizontal) {
                 for (Py_ssize_t c = 0; c < oc; c++) dst[c * j->ww + ox] = base[o * j->s_col + j->cmap[c]];
@@ -406,6 +467,9 @@ HOT int run_pil(const Job *j) {
         for (size_t i = 0; i < rowlen; i++) row[i] = clip8(acc[i] >> PIL_BITS);
         emit_row(j, j->top + oy, row);
     }
+#ifdef DK_X86_DISPATCH
+    free(tab);
+#endif
     free(tmp); free(row); free(acc); tapsn_free(&xt); tapsn_free(&yt);
     return 0;
 }
