@@ -193,20 +193,27 @@ HOT void emit_row(const Job *j, Py_ssize_t y, const uint8_t *row) {
     else EMIT(uint8_t, (uint8_t)v);
 }
 
-/* Fill output columns [x0, x1) of row y with the padding value. */
+/* Fill output columns [x0, x1) of row y with the padding value: contiguous runs per channel
+ * (NCHW) or per pixel (NHWC), so that the compiler turns them into vector stores. */
 #define PAD(T, VALUE)                                                                    \
     do {                                                                                 \
         T *out_ = (T *)j->out;                                                           \
-        for (Py_ssize_t c = 0; c < j->oc; c++) {                                         \
-            T v_ = VALUE;                                                                \
-            for (Py_ssize_t x = x0; x < x1; x++) {                                       \
-                if (j->nchw) out_[((size_t)c * j->oh + y) * j->ow + x] = v_;             \
-                else out_[((size_t)y * j->ow + x) * j->oc + c] = v_;                     \
+        if (j->nchw) {                                                                   \
+            for (Py_ssize_t c = 0; c < j->oc; c++) {                                     \
+                T v_ = VALUE, *o = out_ + ((size_t)c * j->oh + y) * j->ow;               \
+                for (Py_ssize_t x = x0; x < x1; x++) o[x] = v_;                          \
             }                                                                            \
+        } else {                                                                         \
+            T v3_[3];                                                                    \
+            for (Py_ssize_t c = 0; c < j->oc; c++) v3_[c] = VALUE;                       \
+            T *o = out_ + (size_t)y * j->ow * j->oc;                                     \
+            for (Py_ssize_t x = x0; x < x1; x++)                                         \
+                for (Py_ssize_t c = 0; c < j->oc; c++) o[x * j->oc + c] = v3_[c];        \
         }                                                                                \
     } while (0)
 
 HOT void pad_span(const Job *j, Py_ssize_t y, Py_ssize_t x0, Py_ssize_t x1) {
+    if (x1 <= x0) return;
     if (j->kind == OUT_F32) PAD(float, j->lut[c][j->pad]);
     else if (j->kind == OUT_F16) PAD(uint16_t, j->lut16[c][j->pad]);
     else PAD(uint8_t, (uint8_t)j->pad);
@@ -270,6 +277,27 @@ __attribute__((target("avx2"))) static void cv2_hrow3_avx2(
             _mm256_storeu_si256((__m256i *)(row + (size_t)c * ww + ox), _mm256_madd_epi16(pair, w));
         }
     }
+}
+
+/* cv2's vertical pass, 8 values at a time: ((a >> 4) * b0 >> 16) + ((b >> 4) * b1 >> 16),
+ * rounded by 2 bits and saturated to uint8 — the scalar loop's integers exactly. */
+__attribute__((target("avx2"))) static size_t cv2_vpass_avx2(
+        const int32_t *a, const int32_t *b, int32_t b0, int32_t b1, uint8_t *row, size_t n) {
+    const __m256i w0 = _mm256_set1_epi32(b0), w1 = _mm256_set1_epi32(b1);
+    const __m256i two = _mm256_set1_epi32(2), zero = _mm256_setzero_si256();
+    const __m256i top = _mm256_set1_epi32(255);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i x = _mm256_srai_epi32(_mm256_mullo_epi32(
+            _mm256_srai_epi32(_mm256_loadu_si256((const __m256i *)(a + i)), 4), w0), 16);
+        __m256i y = _mm256_srai_epi32(_mm256_mullo_epi32(
+            _mm256_srai_epi32(_mm256_loadu_si256((const __m256i *)(b + i)), 4), w1), 16);
+        __m256i v = _mm256_srai_epi32(_mm256_add_epi32(_mm256_add_epi32(x, y), two), 2);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, zero), top);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storel_epi64((__m128i *)(row + i), _mm_packus_epi16(p16, p16));
+    }
+    return i;
 }
 #endif
 
@@ -341,7 +369,11 @@ HOT int run_cv2(const Job *j) {
         }
         const int32_t *a = buf[s0], *b = buf[s1];
         int32_t b0 = t->w0, b1 = t->w1;
-        for (size_t i = 0; i < n; i++) {
+        size_t start = 0;
+#ifdef DK_X86_DISPATCH
+        if (j->use_avx2) start = cv2_vpass_avx2(a, b, b0, b1, row, n);
+#endif
+        for (size_t i = start; i < n; i++) {
             int32_t v = (((a[i] >> 4) * b0) >> 16) + (((b[i] >> 4) * b1) >> 16);
             row[i] = clip_u8((v + 2) >> 2);
         }
