@@ -180,20 +180,26 @@ def batch(images: Sequence[Any], op: Callable[..., Any], *, out: np.ndarray | No
     one image per task on a thread pool (the core releases the GIL)."""
     if not images:
         raise PreprocessError("batch: no images")
-    first = op(images[0], **kwargs)
-    first = first[0] if isinstance(first, tuple) else first
-    shape = (len(images), *first.shape[1:])
-    result = _output(out, shape, str(first.dtype))
-    result[0] = first[0]
-    workers = max(1, min(threads or usable_cpus(), len(images) - 1 or 1))
+    if out is not None:  # every image straight into its slot of the caller's tensor
+        if not isinstance(out, np.ndarray) or out.ndim != 4 or len(out) != len(images):
+            raise PreprocessError(f"out: expected a 4-D array with {len(images)} slots, got "
+                                  f"{getattr(out, 'shape', type(out).__name__)}")
+        result, todo = out, range(len(images))
+    else:  # the first image tells the shape
+        first = op(images[0], **kwargs)
+        first = first[0] if isinstance(first, tuple) else first
+        result = np.empty((len(images), *first.shape[1:]), first.dtype)
+        result[0] = first[0]
+        todo = range(1, len(images))
+    workers = max(1, min(threads or usable_cpus(), len(todo)))
 
     def one(i: int) -> None:
         op(images[i], out=result[i:i + 1], **kwargs)
 
     if workers == 1:
-        for i in range(1, len(images)):
+        for i in todo:
             one(i)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, range(1, len(images))))
+            list(pool.map(one, todo))
     return result

@@ -114,6 +114,11 @@ def test_batch_matches_single_images_and_threads_agree() -> None:
     np.testing.assert_array_equal(one, two)
     for i, img in enumerate(images):
         np.testing.assert_array_equal(one[i], pp.resize_crop(img, 40, 32)[0])
+    slots = np.zeros((9, 3, 32, 32), np.float32)
+    assert pp.batch(images, pp.resize_crop, resize=40, crop=32, out=slots, threads=2) is slots
+    np.testing.assert_array_equal(slots, one)
+    with pytest.raises(dk.PreprocessError, match="expected a 4-D array with 9 slots"):
+        pp.batch(images, pp.resize_crop, resize=40, crop=32, out=slots[:3])
 
 
 def test_concurrent_calls_release_the_gil_and_stay_correct() -> None:
