@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 
 import deploykit as dk
 from tests import models
+from tests.concurrency import run_in_threads
 
 pytest.importorskip("onnxruntime", reason="the Engine contract is exercised on onnxruntime")
 
@@ -260,24 +260,7 @@ def test_run_from_eight_threads_is_safe_and_identical(zoo_path, photo: np.ndarra
     feeds = zoo.sample_feeds("rapidocr_cls", photo)
     engine = dk.load(zoo_path("rapidocr_cls"), threads=1)
     expected = engine.run(feeds)
-    results: list[dict[str, np.ndarray]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            for _ in range(10):
-                results.append(engine.run(feeds))
-        except BaseException as e:  # collected and re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = [out for outs in run_in_threads(lambda i: engine.run(feeds), 8, 10) for out in outs]
     assert len(results) == 80
     for out in results:
         for name, value in expected.items():

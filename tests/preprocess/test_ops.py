@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import deploykit as dk
 from deploykit import preprocess as pp
 from deploykit.preprocess.reference import resize_cv2, resize_pil
+from tests.concurrency import run_in_threads
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (dev extra) is the oracle")
 Image = pytest.importorskip("PIL.Image", reason="Pillow (dev extra) is the oracle")
@@ -124,17 +123,8 @@ def test_batch_matches_single_images_and_threads_agree() -> None:
 def test_concurrent_calls_release_the_gil_and_stay_correct() -> None:
     img = np.random.default_rng(3).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     want, _ = pp.letterbox(img, 320)
-    results: list[np.ndarray] = []
-
-    def work() -> None:
-        for _ in range(5):
-            results.append(pp.letterbox(img, 320)[0])
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    runs = run_in_threads(lambda i: pp.letterbox(img, 320)[0], 4, 5)
+    results = [r for rs in runs for r in rs]
     assert len(results) == 20 and all(np.array_equal(r, want) for r in results)
 
 

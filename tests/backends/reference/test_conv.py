@@ -5,7 +5,6 @@ onnx.reference."""
 
 from __future__ import annotations
 
-import threading
 import zlib
 from typing import Any
 
@@ -17,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 
 import deploykit as dk
 from tests.backends.reference.node_cases import assert_native_and_conformant, node_cases
+from tests.concurrency import run_in_threads
 
 try:
     import onnxruntime as ort
@@ -216,19 +216,10 @@ def test_threads_share_an_engine() -> None:
                      backend="numpy")
     xs = [rng.standard_normal((1, 24, 20, 20)).astype(np.float32) for _ in range(4)]
     wants = [engine.run({"x": x})["y"] for x in xs]
-    errors: list[str] = []
-
-    def work(i: int) -> None:
-        for _ in range(20):
-            if not np.array_equal(engine.run({"x": xs[i]})["y"], wants[i]):
-                errors.append(f"thread {i}")
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    runs = run_in_threads(lambda i: engine.run({"x": xs[i]})["y"], 4, 20)
+    for i, outs in enumerate(runs):
+        assert len(outs) == 20
+        assert all(np.array_equal(out, wants[i]) for out in outs), f"thread {i}"
 
 
 # -- ConvTranspose -----------------------------------------------------------------------------

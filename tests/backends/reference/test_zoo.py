@@ -3,7 +3,6 @@ thread safety, and load-time refusal of what it cannot run."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from onnx import TensorProto, helper
 import deploykit as dk
 from tests import models, zoo
 from tests.backends.reference.oracle import assert_agrees
+from tests.concurrency import run_in_threads
 
 
 @pytest.mark.parametrize("key", zoo.ONNX_MODELS)
@@ -43,22 +43,8 @@ def test_deterministic_across_runs_and_threads(zoo_path, photo: np.ndarray) -> N
     feeds = zoo.sample_feeds("rapidocr_cls", photo)
     engine = dk.load(zoo_path("rapidocr_cls"), backend="numpy")
     first = engine.run(feeds)
-    results: list[dict[str, np.ndarray]] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            for _ in range(3):
-                results.append(engine.run(feeds))
-        except BaseException as e:  # re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 12
+    results = [out for outs in run_in_threads(lambda i: engine.run(feeds), 4, 3) for out in outs]
+    assert len(results) == 12
     for out in [engine.run(feeds), *results]:
         for name, value in first.items():
             assert np.array_equal(out[name], value)  # bit-identical
