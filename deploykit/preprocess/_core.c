@@ -146,11 +146,12 @@ static void prepare(Job *j) {
     for (int c = 0; c < j->oc; c++) {
         int sc = j->sc == 1 ? 0 : (j->swap_rb && c < 3 ? 2 - c : c);
         j->cmap[c] = sc * j->s_ch;
+        if (j->kind == OUT_U8) continue;  /* uint8 outputs use no table */
         for (int v = 0; v < 256; v++) {
             float f = (float)v * j->scale;
             if (j->normalize) f = (f - j->mean[c]) / j->std[c];
             j->lut[c][v] = f;
-            j->lut16[c][v] = f32_to_f16(f);
+            if (j->kind == OUT_F16) j->lut16[c][v] = f32_to_f16(f);
         }
     }
 }
