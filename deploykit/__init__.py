@@ -4,23 +4,24 @@
     engine = dk.load("model.onnx")        # backend="auto"
     out = engine.run({"images": batch})   # same call on every backend
 
-Nothing heavy is imported here: runtimes load only when a backend is asked for.
+Nothing heavy is imported here: ``import deploykit`` loads the errors and this table; each public
+name is imported on first use (``dk.load``, ``dk.bench``, ...), and runtimes only when a backend is
+asked for.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from . import preprocess
-from .backends import Availability, available_backends
-from .benchmark import BenchResult, bench
-from .comparison import Comparison, compare
-from .engine import Engine, load
 from .errors import (
     BackendError,
     BackendUnavailable,
     DeployKitError,
+    DeployKitWarning,
     EngineClosed,
+    FallbackWarning,
     InputMismatch,
     InvalidArgument,
     ModelLoadError,
@@ -28,13 +29,53 @@ from .errors import (
     PreprocessError,
     UnknownBackend,
 )
-from .hardware import HardwareReport, probe
-from .spec import Quantization, TensorSpec
-from .tuning import tune
+from .version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
+    from . import preprocess
+    from .backends import Availability, available_backends
+    from .benchmark import BenchResult, bench
+    from .comparison import Comparison, compare
+    from .engine import Engine
+    from .hardware import HardwareReport, probe
+    from .loading import load
+    from .spec import Quantization, TensorSpec
+    from .tuning import tune
+
+#: public name -> the module that holds it, imported on first access (PEP 562).
+_LAZY: dict[str, str] = {
+    "Availability": "deploykit.backends",
+    "available_backends": "deploykit.backends",
+    "BenchResult": "deploykit.benchmark",
+    "bench": "deploykit.benchmark",
+    "Comparison": "deploykit.comparison",
+    "compare": "deploykit.comparison",
+    "Engine": "deploykit.engine",
+    "HardwareReport": "deploykit.hardware",
+    "probe": "deploykit.hardware",
+    "load": "deploykit.loading",
+    "Quantization": "deploykit.spec",
+    "TensorSpec": "deploykit.spec",
+    "tune": "deploykit.tuning",
+}
 
 logging.getLogger("deploykit").addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "preprocess":
+        return importlib.import_module("deploykit.preprocess")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Availability",
@@ -43,8 +84,10 @@ __all__ = [
     "BenchResult",
     "Comparison",
     "DeployKitError",
+    "DeployKitWarning",
     "Engine",
     "EngineClosed",
+    "FallbackWarning",
     "HardwareReport",
     "InputMismatch",
     "InvalidArgument",

@@ -14,28 +14,23 @@ call works for all: tensors pair by name where both artifacts have the name, the
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from . import backends as _registry
-from .backends.base import Backend
+from .engine import Engine
 from .errors import BackendUnavailable, ModelLoadError, ModelNotFound
+from .hardware import HardwareReport, probe
 from .model import ModelLike, ModelSource, onnx_io_specs, open_model
+from .opening import open_engine
+from .plan import Candidate, Plan
+from .selection import check_backend_name, make_plan, policy_rank
 from .spec import TensorSpec, dtype_name, pair_specs
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .hardware import HardwareReport
-    from .selection import Candidate, Plan
 
 log = logging.getLogger("deploykit")
 
@@ -100,16 +95,13 @@ class Artifacts:
              decided_by: str | None = None) -> Plan:
         """The rule's plan: for several artifacts, every artifact's candidates merged by policy
         rank, ties in the order given; a named backend rejects the artifacts it cannot load."""
-        from .hardware import probe
-        from .selection import Candidate, Plan, make_plan, policy_rank
-
         if not self.several:
             return make_plan(self.sources[0], hardware, backend=backend, options=options, strict=strict,
                              decided_by=decided_by)
         hw = hardware if hardware is not None else probe()
         viable: list[Candidate] = []
         rejected: list[Candidate] = []
-        requested = "auto" if backend.lower() == "auto" else _registry.canonical_name(backend)
+        requested = check_backend_name(backend)
         for source, label in zip(self.sources, self.labels):
             try:
                 one = make_plan(source, hw, backend=backend, options=options, strict=strict,
@@ -133,36 +125,16 @@ class Artifacts:
     # -- engines ----------------------------------------------------------------------------------
     def open(self, cand: Candidate, threads: int | None, options: Mapping[str, Any],
              strict: bool = False) -> Engine:
-        """Load the candidate's artifact on its backend, presented under the shared tensor names."""
-        import inspect
+        """Load the candidate's artifact on its backend, presenting the shared tensor names."""
+        return open_engine(cand, self.source_of(cand), threads, options, strict=strict,
+                           present=self.presented(cand))
 
-        from .engine import _open
-
-        cls = _registry.backend_class(cand.backend)
-        opts = {**cand.options(), **options}
-        if strict and "allow_fallback" in inspect.signature(cls.__init__).parameters:
-            opts.setdefault("allow_fallback", False)
-        engine = _open(cls, self.source_of(cand), threads, opts)
-        return self.present(engine, cand)
-
-    def present(self, engine: Engine, cand: Candidate) -> Engine:
-        """``engine`` under the presented names (itself when its names are those already)."""
-        from .engine import Engine
-
+    def presented(self, cand: Candidate) -> Specs | None:
+        """The tensor names an engine of ``cand`` presents (None: its own)."""
         index = self.index_of(cand)
         if index is None or index == self.names_from or not self.several:
-            return engine
-        shown = self.specs[self.names_from]
-        if shown is None:
-            return engine
-        if [s.name for s in engine.inputs] == [s.name for s in shown[0]] and \
-                [s.name for s in engine.outputs] == [s.name for s in shown[1]]:
-            return engine
-        inner = engine._backend  # the engine is handed over whole: it is not used on its own
-        assert inner is not None
-        wrapped = Engine(_Renamed(inner, shown), engine.source)
-        wrapped.backend, wrapped.device = engine.backend, engine.device
-        return wrapped
+            return None
+        return self.specs[self.names_from]
 
     def feed_specs(self) -> list[TensorSpec] | None:
         """Input specs to make up feeds from: the presented names, each dimension fixed where any
@@ -212,33 +184,6 @@ def open_artifacts(model: ModelOrArtifacts, *, check: bool | str = True,
     return arts
 
 
-def load_several(model: ModelOrArtifacts, backend: str = "auto", *, threads: int | None = None,
-                 check: bool | str = True, strict: bool = False, tune: bool | Mapping[str, Any] = False,
-                 **options: Any) -> Engine:
-    """``dk.load`` for several artifacts of one model (see the module docstring)."""
-    from .engine import _follow, check_strict, load
-    from .selection import ENV_BACKEND, with_operator_override
-
-    arts = open_artifacts(model, check=check, options=options)
-    if not arts.several:
-        source = arts.sources[0]
-        return load(source.path if source.path is not None else source.read_bytes(), backend,
-                    threads=threads, check=False, strict=strict, tune=tune, **options)
-    check_strict(strict, options)
-    plan = with_operator_override(backend, lambda requested, decided_by: arts.plan(
-        backend=requested, options=options, strict=strict, decided_by=decided_by))
-    if not plan.candidates:
-        raise BackendUnavailable(f"{arts.label}: no backend could run any of its artifacts — " + "; ".join(
-            f"{c.label}: {c.reason}" for c in plan.rejected))
-    first = None
-    if tune and plan.decided_by != ENV_BACKEND:
-        from .tuning import tune_for_load
-
-        plan, first = tune_for_load(arts, plan, tune, threads=threads, options=options)
-    named = plan.requested != "auto"
-    return _follow(plan, arts.label, lambda c: arts.open(c, threads, options, strict=strict and named), first)
-
-
 def _other_format(cand: Candidate, formats: set[str], fmt: str) -> bool:
     """True when ``cand`` is rejected only for the format and another artifact has one it loads:
     ``tflite`` on the ``.onnx`` artifact is no loss when the ``.tflite`` one is there too."""
@@ -256,8 +201,7 @@ def _read_specs(source: ModelSource, options: Mapping[str, Any]) -> Specs | None
         return onnx_io_specs(source.proto)
     for name in _registry.auto_candidates(source.format):
         cls = _registry.backend_class(name)
-        accepted = inspect.signature(cls.__init__).parameters
-        mine = {k: v for k, v in options.items() if k in accepted and k != "threads"}
+        mine = {k: v for k, v in options.items() if k in cls.option_names}
         try:
             backend = cls(source, threads=1, **mine)
         except (BackendUnavailable, ModelLoadError) as e:
@@ -327,47 +271,4 @@ def _merge_shape(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> tuple[
     return tuple(x if isinstance(x, int) else y if isinstance(y, int) else x for x, y in zip(a, b))
 
 
-# -- the renaming adapter -------------------------------------------------------------------------
-class _Renamed(Backend):
-    """Another artifact's loaded backend under the presented tensor names (see module docstring)."""
-
-    name = "renamed"   # the Engine shows the inner backend's name
-    formats = ()
-    extra = ""
-    thread_safe = True  # serialised here when the inner backend is not
-
-    def __init__(self, inner: Backend, shown: Specs) -> None:
-        self._inner = inner
-        ins = _pairing(shown[0], inner.inputs)
-        outs = _pairing(shown[1], inner.outputs)
-        # the inner backend's own specs (shapes, quantization) under the presented names
-        self.inputs = [replace(spec, name=s.name) for s, spec in zip(shown[0], ins)]
-        self.outputs = [replace(spec, name=s.name) for s, spec in zip(shown[1], outs)]
-        self.device, self.fallback = inner.device, inner.fallback
-        self._in = [(s.name, spec.name) for s, spec in zip(shown[0], ins)]
-        self._out = {s.name: spec.name for s, spec in zip(shown[1], outs)}
-        self._out_all = [spec.name for spec in outs]
-        self._lock = None if inner.thread_safe else threading.Lock()
-
-    @classmethod
-    def runtime_version(cls) -> str:
-        return ""
-
-    def run_impl(self, feeds: Mapping[str, np.ndarray],
-                 output_names: Sequence[str] | None) -> Sequence[np.ndarray]:
-        inner_feeds = {real: feeds[shown] for shown, real in self._in}
-        names = self._out_all if output_names is None else [self._out[n] for n in output_names]
-        if self._lock is None:
-            return self._inner.run_impl(inner_feeds, names)
-        with self._lock:
-            return self._inner.run_impl(inner_feeds, names)
-
-    def info(self) -> dict[str, Any]:
-        return self._inner.info() | {"tensor_names": dict(self._in) | self._out}
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-__all__ = ["Artifacts", "ModelOrArtifacts", "is_several", "load_several", "open_artifacts",
-           "read_manifest"]
+__all__ = ["Artifacts", "ModelOrArtifacts", "is_several", "open_artifacts", "read_manifest"]

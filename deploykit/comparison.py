@@ -12,7 +12,6 @@ types) instead of one global 1e-5.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,67 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Engine, load
+from .agreement import DEFAULT_TOLERANCES, OutputDiff, Tolerance, diff_output, tolerance_table
+from .engine import Engine
 from .errors import InputMismatch, InvalidArgument
+from .loading import load
 from .model import ModelLike
-from .spec import TensorSpec, dtype_name, pair_specs
+from .reprs import html_table
+from .spec import TensorSpec, pair_specs
 
 #: What ``compare`` accepts as one side: an Engine, a model (loaded with ``backend="auto"``), or
-#: ``(model, backend)``.
-Candidate = Engine | ModelLike | tuple[ModelLike, str]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """``|got - ref| <= atol + rtol * |ref|``, element by element.
-
-    ``atol`` is multiplied by ``max(1, max|ref|)`` when ``scaled`` (the defaults): rounding error of
-    a sum grows with the magnitude of what is summed, which the largest output value tracks.
-    """
-
-    rtol: float
-    atol: float
-    scaled: bool = True
-
-    def absolute(self, ref: np.ndarray) -> float:
-        if not self.scaled or ref.size == 0:
-            return self.atol
-        peak = float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0))
-        return self.atol * max(1.0, peak)
-
-
-#: Default tolerances, by the less precise dtype of the two sides. Integers, bools and strings
-#: must be equal; quantized integers may differ by one quantization step (see ``compare``).
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float64": Tolerance(rtol=1e-7, atol=1e-9),
-    "float32": Tolerance(rtol=1e-4, atol=1e-5),
-    "float16": Tolerance(rtol=1e-2, atol=1e-3),
-    "bfloat16": Tolerance(rtol=5e-2, atol=1e-2),
-    "exact": Tolerance(rtol=0.0, atol=0.0, scaled=False),
-}
-_PRECISION = ("float64", "float32", "float16", "bfloat16")  # most to least precise
-
-
-@dataclass(frozen=True)
-class OutputDiff:
-    """How one candidate's output compares with the reference's."""
-
-    candidate: str
-    output: str            #: the reference's output name
-    candidate_output: str  #: the candidate's name for it (differs across formats)
-    kind: str              #: the tolerance class used: "float32", "quantized int8", "exact", ...
-    shape: tuple[int, ...]
-    max_abs: float         #: largest |got - ref|
-    max_rel: float         #: max_abs / max|ref| (0 when the reference is all zeros and so is got)
-    rtol: float
-    atol: float            #: the absolute tolerance applied (after scaling)
-    mismatched: int        #: elements outside the tolerance
-    size: int
-    note: str = ""         #: why the comparison could not be made (shape, type), if so
-
-    @property
-    def ok(self) -> bool:
-        return not self.note and self.mismatched == 0
+#: ``(model, backend)``. (Not a plan's ``Candidate``: that is a backend choice.)
+Side = Engine | ModelLike | tuple[ModelLike, str]
 
 
 @dataclass
@@ -119,9 +68,20 @@ class Comparison:
                          f"{result}")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return f"<deploykit Comparison {'ok' if self.ok else 'FAILED'}\n{self}>"
+
+    def _repr_html_(self) -> str:
+        rows = [(d.candidate, d.output, d.kind, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", f"{d.atol:.2g}",
+                 f"{d.rtol:.2g}", d.note or ("ok" if d.ok else f"FAIL ({d.mismatched}/{d.size} elements)"))
+                for d in self.diffs]
+        return html_table("deploykit Comparison — " + ("all outputs agree" if self.ok else "FAILED"), rows,
+                          ("candidate", "output", "tolerance", "max abs", "max rel", "atol", "rtol",
+                           "result"), subtitle=f"reference: {self.reference}")
+
 
 def compare(
-    candidates: Sequence[Candidate] | Mapping[str, Candidate],
+    candidates: Sequence[Side] | Mapping[str, Side],
     feeds: Mapping[str, Any] | Sequence[np.ndarray] | np.ndarray,
     *,
     reference: int | str = 0,
@@ -139,18 +99,19 @@ def compare(
     ``tolerances`` overrides entries of ``DEFAULT_TOLERANCES``. Engines given are left open;
     models loaded here are closed.
     """
-    given = list(candidates.items()) if isinstance(candidates, Mapping) \
-        else [(None, c) for c in candidates]
+    if isinstance(candidates, Mapping):
+        given = list(candidates.items())
+    elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):
+        given = [(None, c) for c in candidates]
+    else:
+        raise InvalidArgument(f"candidates must be a list (or a dict label -> candidate) of Engines, "
+                              f"models or (model, backend) pairs; got {type(candidates).__name__}")
     if len(given) < 2:
         raise InvalidArgument(f"compare needs at least two candidates, got {len(given)}")
-    table = dict(DEFAULT_TOLERANCES)
-    table.update(tolerances or {})
-    if rtol is not None or atol is not None:
-        for key in _PRECISION:
-            base = table[key]
-            table[key] = Tolerance(base.rtol if rtol is None else rtol,
-                                   base.atol if atol is None else atol,
-                                   scaled=base.scaled if atol is None else False)
+    if isinstance(reference, bool) or not isinstance(reference, (int, str)):
+        raise InvalidArgument(f"reference must be a candidate's position (int) or label (str), got "
+                              f"{reference!r}")
+    table = tolerance_table(rtol, atol, tolerances)
 
     engines: list[Engine] = []
     opened: list[Engine] = []
@@ -174,12 +135,15 @@ def compare(
         values = _feed_values(ref, feeds)
         results: dict[str, dict[str, np.ndarray]] = {}
         for k in order:
-            results[labels[k]] = engines[k].run(_feeds_for(engines[k], ref, values, labels[k]))
+            try:
+                results[labels[k]] = engines[k].run(_feeds_for(engines[k], ref, values, labels[k]))
+            except InputMismatch as e:
+                raise InputMismatch(f"candidate {labels[k]!r} refused the inputs: {e}") from e
         diffs: list[OutputDiff] = []
         for k in order[1:]:
             pairs = _pair_outputs(ref, engines[k], labels[k])
             for ref_spec, spec in pairs:
-                diffs.append(_diff(labels[k], ref_spec, results[labels[ref_pos]][ref_spec.name],
+                diffs.append(diff_output(labels[k], ref_spec, results[labels[ref_pos]][ref_spec.name],
                                    spec, results[labels[k]][spec.name], table))
     finally:
         for engine in opened:
@@ -209,7 +173,7 @@ def _engine(cand: Any) -> Engine:
         return cand
     if isinstance(cand, tuple):
         if len(cand) != 2 or not isinstance(cand[1], str):
-            raise TypeError(f"a candidate tuple is (model, backend name); got {cand!r}")
+            raise InvalidArgument(f"a candidate tuple is (model, backend name); got {cand!r}")
         return load(cand[0], backend=cand[1])
     return load(cand)
 
@@ -254,80 +218,8 @@ def _pair_outputs(ref: Engine, engine: Engine, label: str) -> list[tuple[TensorS
     return list(zip(ref.outputs, paired))
 
 
-# -- one output -----------------------------------------------------------------------------
-def _diff(label: str, ref_spec: TensorSpec, ref: np.ndarray, spec: TensorSpec, got: np.ndarray,
-          table: Mapping[str, Tolerance]) -> OutputDiff:
-    raw = [np.asarray(ref).dtype, np.asarray(got).dtype]
-    ref, ref_step = _as_compared(ref, ref_spec)
-    got, got_step = _as_compared(got, spec)
-    base: dict[str, Any] = {"candidate": label, "output": ref_spec.name,
-                            "candidate_output": spec.name, "shape": tuple(ref.shape),
-                            "size": int(ref.size)}
-    if ref.shape != got.shape:
-        return OutputDiff(**base, kind="-", max_abs=math.nan, max_rel=math.nan, rtol=0.0,
-                          atol=0.0, mismatched=int(ref.size),
-                          note=f"shape {tuple(got.shape)} != reference {tuple(ref.shape)}")
-    kind, tol = _tolerance(ref.dtype, got.dtype, table)
-    if kind == "exact" and (ref.dtype.kind in "OUSb" or got.dtype.kind in "OUSb"):
-        if ref.dtype.kind != got.dtype.kind and not {ref.dtype.kind, got.dtype.kind} <= {"b"}:
-            return OutputDiff(**base, kind=kind, max_abs=math.nan, max_rel=math.nan, rtol=0.0,
-                              atol=0.0, mismatched=int(ref.size),
-                              note=f"dtype {dtype_name(got.dtype)} vs {dtype_name(ref.dtype)}")
-        bad = int(np.count_nonzero(ref != got))
-        return OutputDiff(**base, kind=kind, max_abs=float(bad > 0), max_rel=float(bad > 0),
-                          rtol=0.0, atol=0.0, mismatched=bad)
-    wide = np.complex128 if "c" in (ref.dtype.kind, got.dtype.kind) else np.float64
-    r = ref.astype(wide)
-    g = got.astype(wide)
-    step = max(ref_step, got_step)
-    atol = tol.absolute(np.abs(r)) + step
-    if step:  # one quantization step on top of the float tolerance
-        quantized = raw[0] if ref_step >= got_step else raw[1]
-        kind = f"quantized {dtype_name(quantized)}" if quantized.kind in "iu" else f"quantized {kind}"
-    both_nan = np.isnan(r) & np.isnan(g)
-    same_inf = np.isinf(r) & (r == g)
-    err = np.where(both_nan | same_inf, 0.0, np.abs(g - r))
-    err = np.where(np.isnan(err), np.inf, err)  # NaN on one side only
-    bad = int(np.count_nonzero(err > atol + tol.rtol * np.abs(np.where(same_inf, 0.0, r))))
-    max_abs = float(err.max(initial=0.0))
-    finite = np.abs(r[np.isfinite(r)])
-    peak = float(finite.max(initial=0.0))
-    max_rel = max_abs / peak if peak > 0 else (0.0 if max_abs == 0 else math.inf)
-    return OutputDiff(**base, kind=kind, max_abs=max_abs, max_rel=max_rel, rtol=tol.rtol,
-                      atol=atol, mismatched=bad)
-
-
-def _as_compared(a: np.ndarray, spec: TensorSpec) -> tuple[np.ndarray, float]:
-    """Quantized integers become their float values; the step they are known to is returned."""
-    a = np.asarray(a)
-    q = spec.quantization
-    if q is None:
-        return a, 0.0
-    step = float(max(q.scales))
-    if a.dtype.kind in "iu":
-        return q.dequantize(a), step
-    return a, step  # already dequantized by the backend (dequantize=True)
-
-
-def _tolerance(a: np.dtype, b: np.dtype, table: Mapping[str, Tolerance]) -> tuple[str, Tolerance]:
-    """The tolerance of the less precise float dtype of the two; exact when neither is a float."""
-    names = [_float_name(d) for d in (a, b)]
-    floats = [n for n in names if n is not None]
-    if not floats:
-        return "exact", table["exact"]
-    coarsest = max(floats, key=_PRECISION.index)
-    return coarsest, table[coarsest]
-
-
-def _float_name(d: np.dtype) -> str | None:
-    if d.kind == "f":
-        return {8: "float64", 4: "float32", 2: "float16"}.get(d.itemsize, "float64")
-    if d.kind == "c":
-        return "float64" if d.itemsize >= 16 else "float32"
-    if d.name == "bfloat16":
-        return "bfloat16"
-    return None
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+__all__ = ["DEFAULT_TOLERANCES", "Comparison", "OutputDiff", "Side", "Tolerance", "compare"]

@@ -2,38 +2,28 @@
 
 The engine checks state and inputs *before* a backend sees them, converts what can be converted
 without losing meaning, and assembles outputs into a dict. Backends only run validated feeds.
+An engine may *present* another artifact's tensor names (several artifacts of one model, see
+``deploykit.artifacts``): feeds and outputs are renamed here, so no backend wraps another.
+Loading and choosing a backend is ``deploykit.loading``'s work; an engine is handed a loaded backend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-import inspect
-import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from functools import partial
+from typing import Any, NoReturn
 
 import numpy as np
 
-from . import backends as _registry
 from .backends.base import Backend
-from .errors import (
-    BackendError,
-    BackendUnavailable,
-    DeployKitError,
-    EngineClosed,
-    InputMismatch,
-    InvalidArgument,
-    ModelLoadError,
-)
-from .model import ModelLike, ModelSource, open_model
-from .spec import TensorSpec, dtype_name
-
-if TYPE_CHECKING:
-    from .selection import Candidate, Plan
-
-log = logging.getLogger("deploykit")
+from .errors import BackendError, DeployKitError, EngineClosed, InputMismatch, first_line
+from .model import ModelSource
+from .plan import Plan
+from .spec import TensorSpec, dtype_name, pair_specs
 
 Feeds = Mapping[str, Any] | np.ndarray
 
@@ -45,16 +35,27 @@ class Engine:
     thread-safe are serialised by the engine.
     """
 
-    def __init__(self, backend: Backend, source: ModelSource) -> None:
+    def __init__(self, backend: Backend, source: ModelSource, *,
+                 present: tuple[Sequence[TensorSpec], Sequence[TensorSpec]] | None = None) -> None:
+        """``present``: (inputs, outputs) whose *names* this engine shows instead of the backend's
+        (paired by ``spec.pair_specs``: shared names by name, the rest by position); the backend's
+        own dtypes, shapes and quantization are kept."""
         self._backend: Backend | None = backend
         self.source = source
         self.inputs: list[TensorSpec] = list(backend.inputs)
         self.outputs: list[TensorSpec] = list(backend.outputs)
         self.backend: str = backend.name
         self.device: str = backend.device
+        #: What runs instead of what was asked for or would be best, and why (None: no fallback):
+        #: the runtime's own (a dropped provider) or the plan's (a better candidate failed to load).
         self.fallback: str | None = backend.fallback
         #: How the backend was chosen (candidates, rejections with reasons); set by ``load``.
         self.plan: Plan | None = None
+        # presented name -> the backend's (None: the backend's names are shown)
+        self._rename_in: dict[str, str] | None = None
+        self._rename_out: dict[str, str] | None = None
+        if present is not None:
+            self._present(*present)
         self._input_names = tuple(s.name for s in self.inputs)
         self._input_set = frozenset(self._input_names)
         self._output_names = tuple(s.name for s in self.outputs)
@@ -68,6 +69,26 @@ class Engine:
         ]
         self._lock = None if backend.thread_safe else threading.Lock()
 
+    def _present(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> None:
+        ins, outs = pair_specs(inputs, self.inputs), pair_specs(outputs, self.outputs)
+        counts_differ = len(inputs) != len(self.inputs) or len(outputs) != len(self.outputs)
+        if ins is None or outs is None or counts_differ:
+            raise InputMismatch(f"{self.source.label}: cannot present tensors "
+                                f"{[s.name for s in (*inputs, *outputs)]} for its "
+                                f"{[s.name for s in (*self.inputs, *self.outputs)]}")
+        if [s.name for s in inputs] == [s.name for s in self.inputs] and \
+                [s.name for s in outputs] == [s.name for s in self.outputs]:
+            return
+        self._rename_in = {shown.name: own.name for shown, own in zip(inputs, ins)}
+        self._rename_out = {shown.name: own.name for shown, own in zip(outputs, outs)}
+        self.inputs = [replace(own, name=shown.name) for shown, own in zip(inputs, ins)]
+        self.outputs = [replace(own, name=shown.name) for shown, own in zip(outputs, outs)]
+
+    def record_plan(self, plan: Plan, fallback: str | None = None) -> None:
+        """Keep the plan that chose this engine, and the fallback it took if any (set by the loader)."""
+        self.plan = plan
+        self.fallback = fallback or self.fallback
+
     # -- running ---------------------------------------------------------------------------
     def run(self, feeds: Feeds, outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
         """Run the model. ``feeds`` maps input names to arrays (a bare array is accepted for a
@@ -78,12 +99,7 @@ class Engine:
         if backend is None:
             raise EngineClosed(f"engine for {self.source.label} is closed; load the model again")
         if type(feeds) is not dict and not isinstance(feeds, Mapping):
-            if len(self._input_names) != 1:
-                raise InputMismatch(
-                    f"a bare array was given but the model has {len(self._input_names)} inputs "
-                    f"({', '.join(self._input_names)}); pass a dict name -> array"
-                )
-            feeds = {self._input_names[0]: feeds}
+            feeds = feeds_from(feeds, self.inputs)
         checked: dict[str, np.ndarray] = {}
         try:
             for name, dtype, rank, static, fixed, spec in self._checks:
@@ -109,26 +125,34 @@ class Engine:
         if len(feeds) != len(checked):
             self._names_mismatch(feeds)
         names = None if outputs is None else self._check_outputs(outputs)
+        own_names = names
+        if self._rename_in is not None and self._rename_out is not None:
+            checked = {self._rename_in[k]: v for k, v in checked.items()}
+            own_names = None if names is None else [self._rename_out[n] for n in names]
         try:
             if self._lock is None:
-                result = backend.run_impl(checked, names)
+                result = backend.run_impl(checked, own_names)
             else:
                 with self._lock:
-                    result = backend.run_impl(checked, names)
+                    result = backend.run_impl(checked, own_names)
         except DeployKitError:
             raise
         except Exception as e:
-            text = str(e).strip().splitlines()
-            raise BackendError(
-                f"{self.backend} failed running {self.source.label}: "
-                f"{text[0] if text else type(e).__name__}"
-            ) from e
+            raise BackendError(f"{self.backend} failed running {self.source.label}: {first_line(e)}") from e
         keys: Sequence[str] = self._output_names if names is None else names
         if len(keys) == 1:
             return {keys[0]: result[0]}
         return dict(zip(keys, result))
 
     __call__ = run
+
+    async def run_async(self, feeds: Feeds,
+                        outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
+        """``run`` without blocking the event loop: the call runs in the loop's default executor
+        (a thread; runtimes release the GIL while they compute). Same arguments, result and errors
+        as ``run``. Cancelling the awaiting task does not stop a call already running."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(self.run, feeds, outputs))
 
     def _names_mismatch(self, feeds: Mapping[str, Any]) -> NoReturn:
         given = set(feeds)
@@ -205,7 +229,19 @@ class Engine:
                                 "model": self.source.label, "format": self.source.format}
         if self._backend is not None:
             data.update(self._backend.info())
+        if self._rename_in is not None and self._rename_out is not None:
+            data["tensor_names"] = self._rename_in | self._rename_out
         data["fallback"] = self.fallback
+        return data
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the model file says of itself: producer, version, doc string, and its custom
+        key/value map (``custom``, e.g. class labels) — for ONNX from the ModelProto, for other
+        formats what their backend can read ({} when nothing)."""
+        data = self.source.metadata()
+        if self._backend is not None:
+            data = data | self._backend.metadata()
         return data
 
     def __repr__(self) -> str:
@@ -232,6 +268,23 @@ class Engine:
             "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def feeds_from(value: Any, inputs: Sequence[TensorSpec]) -> dict[str, Any]:
+    """Feeds from what a caller passed: a mapping as is; a bare array (or anything array-like) for a
+    one-input model, under that input's name. The one rule for ``run``, ``bench``, ``tune``, ``compare``."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is None or isinstance(value, (str, bytes)):
+        raise InputMismatch(f"feeds must be a dict name -> array (or one array for a one-input model), "
+                            f"got {type(value).__name__}; the model's inputs are: "
+                            + ", ".join(str(s) for s in inputs))
+    if len(inputs) != 1:
+        raise InputMismatch(
+            f"a bare array was given but the model has {len(inputs)} inputs "
+            f"({', '.join(s.name for s in inputs)}); pass a dict name -> array"
+        )
+    return {inputs[0].name: value}
 
 
 def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
@@ -283,153 +336,4 @@ def _convert(a: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return out
 
 
-def check_threads(threads: Any) -> int | None:
-    """``threads`` as an int >= 1 (numpy integers accepted), or None: the CPUs this process may use."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InvalidArgument(f"threads must be an int >= 1 (or None: the CPUs this process may use), "
-                              f"got {threads!r}")
-    return int(threads)
-
-
-def check_strict(strict: bool, options: Mapping[str, Any]) -> None:
-    if strict and options.get("allow_fallback"):
-        raise InvalidArgument("strict=True refuses every fallback; it cannot be combined with "
-                              "allow_fallback=True")
-
-
-def load(
-    model: ModelLike | Sequence[ModelLike],
-    backend: str = "auto",
-    *,
-    threads: int | None = None,
-    check: bool | str = True,
-    strict: bool = False,
-    tune: bool | Mapping[str, Any] = False,
-    **options: Any,
-) -> Engine:
-    """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
-
-    ``backend="auto"`` follows a plan made by rule from this machine's probe (``docs/selection.md``):
-    the candidates that can run the model, best first, each rejected one with its reason. The first
-    viable candidate is loaded; if it fails to load, the next is tried and a WARNING logged. The
-    environment variable ``DEPLOYKIT_BACKEND`` replaces ``"auto"`` with a backend name (for
-    operators). ``strict=True`` refuses every fallback: a candidate that fails to load or a dropped
-    onnxruntime provider is an error. ``engine.plan`` says what runs and why.
-    ``threads`` defaults to the CPUs this process may use. ``check`` runs the ONNX checker and logs
-    its findings (``"strict"``: refuse the model; ``False``: skip it). Other keyword options go to
-    the backend (e.g. ``providers=[...]`` for onnxruntime).
-
-    ``tune=True`` (or a dict of :func:`deploykit.tune` settings) with ``"auto"`` orders the
-    candidates by measurement instead: each viable one is timed and checked against the reference,
-    the fastest that agrees runs, and the decision is cached on disk (``DEPLOYKIT_BACKEND`` still
-    wins). ``model`` may also be several artifacts of one model (a list, or a ``.json`` manifest):
-    they become candidates of one plan, and the engine presents the first artifact's tensor names
-    whichever runs (``docs/tuning.md``).
-    """
-    from .artifacts import is_several
-
-    # imported on first load: ``import deploykit`` stays light
-    from .selection import ENV_BACKEND, make_plan, with_operator_override
-
-    threads = check_threads(threads)
-    if is_several(model):
-        from .artifacts import load_several
-
-        return load_several(model, backend, threads=threads, check=check, strict=strict, tune=tune,
-                            **options)
-    source = open_model(cast(ModelLike, model), check=check)
-    check_strict(strict, options)
-    plan = with_operator_override(backend, lambda requested, decided_by: make_plan(
-        source, backend=requested, options=options, strict=strict, decided_by=decided_by))
-
-    if plan.requested != "auto":
-        (only,) = plan.candidates
-        cls = _registry.backend_class(only.backend)
-        opts = dict(options)
-        if strict and "allow_fallback" in inspect.signature(cls.__init__).parameters:
-            opts.setdefault("allow_fallback", False)
-        return _settle(_open(cls, source, threads, opts), plan, only)
-
-    if not plan.candidates:
-        _no_candidate(source, plan, options)
-    first = None
-    if tune and plan.decided_by != ENV_BACKEND:  # the operator's choice wins over tuning
-        from .artifacts import Artifacts
-        from .tuning import tune_for_load
-
-        plan, first = tune_for_load(Artifacts([source], [source.label]), plan, tune, threads=threads,
-                                    options=options)
-    return _follow(plan, source.label, lambda c: _open(_registry.backend_class(c.backend), source,
-                                                       threads, {**c.options(), **options}), first)
-
-
-def _follow(plan: Plan, label: str, opener: Callable[[Candidate], Engine],
-            first: Engine | None = None) -> Engine:
-    """Load the plan's candidates in order until one loads (``first``: the first one, already
-    loaded by a tuner); record failures on the plan, refuse any under ``plan.strict``."""
-    errors: list[Exception] = []
-    for i, cand in enumerate(plan.candidates):
-        if i == 0 and first is not None:
-            return _settle(first, plan, cand)
-        try:
-            engine = opener(cand)
-        except (BackendUnavailable, ModelLoadError) as e:
-            plan.failed.append(replace(cand, reason=str(e)))
-            errors.append(e)
-            if plan.strict:
-                raise type(e)(f"{label}: strict=True refuses to fall back: {cand.label} failed to "
-                              f"load: {e}") from e
-            if i + 1 < len(plan.candidates):
-                log.warning("%s: %s failed to load, falling back to %s: %s", label, cand.label,
-                            plan.candidates[i + 1].label, e)
-            continue
-        return _settle(engine, plan, cand)
-    error = ModelLoadError if any(isinstance(e, ModelLoadError) for e in errors) else BackendUnavailable
-    raise error(f"{label}: no backend could run it — " + "; ".join(
-        f"{c.label}: {c.reason}" for c in (*plan.failed, *plan.rejected)))
-
-
-def _no_candidate(source: ModelSource, plan: Plan, options: dict[str, Any]) -> NoReturn:
-    """Raise the error that fits a plan with no viable candidate."""
-    fits = [_registry.backend_class(n) for n in _registry.REGISTRY]
-    fits = [cls for cls in fits if source.format in cls.formats]
-    if not fits:
-        raise BackendUnavailable(f"{source.label}: no registered backend loads {source.format} models yet")
-    unknown = sorted(k for k in options
-                     if not any(k in inspect.signature(cls.__init__).parameters for cls in fits))
-    if unknown:
-        raise TypeError(f"no backend that loads {source.format} models takes option(s) {', '.join(unknown)}")
-    raise BackendUnavailable(f"{source.label}: no backend could run it — " + "; ".join(
-        f"{c.label}: {c.reason}" for c in plan.rejected))
-
-
-def _settle(engine: Engine, plan: Plan, cand: Candidate) -> Engine:
-    """Record on the plan what actually runs, refuse a backend-level fallback under strict, log it."""
-    if plan.strict and engine.fallback:
-        engine.close()
-        raise BackendUnavailable(f"{engine.source.label}: strict=True refuses the fallback: "
-                                 f"{engine.fallback}")
-    active = engine.info.get("providers")
-    plan.chosen = replace(cand, device=engine.device,
-                          providers=tuple(active) if active else cand.providers)
-    engine.plan = plan
-    log.info("%s", plan.summary())
-    return engine
-
-
-def _open(cls: type[Backend], source: ModelSource, threads: int | None,
-          options: dict[str, Any]) -> Engine:
-    accepted = inspect.signature(cls.__init__).parameters
-    unknown = sorted(k for k in options if k not in accepted)
-    if unknown:
-        known = [k for k in accepted if k not in ("self", "source", "threads")]
-        raise TypeError(
-            f"backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its options: "
-            f"{', '.join(known) or '(none)'}"
-        )
-    cls.runtime_version()
-    engine = Engine(cls(source, threads=threads, **options), source)
-    log.info("loaded %s on %s (%s)", source.label, engine.backend, engine.device)
-    return engine
+__all__ = ["Engine", "Feeds", "feeds_from"]

@@ -12,13 +12,17 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "DeployKitError",
+    "DeployKitWarning",
     "EngineClosed",
+    "FallbackWarning",
     "InputMismatch",
     "InvalidArgument",
     "ModelLoadError",
     "ModelNotFound",
     "PreprocessError",
     "UnknownBackend",
+    "first_line",
+    "warn",
 ]
 
 
@@ -60,3 +64,33 @@ class InvalidArgument(DeployKitError, ValueError):
 
 class PreprocessError(DeployKitError, ValueError):
     """An image, size or output buffer the preprocessing core cannot take."""
+
+
+class DeployKitWarning(UserWarning):
+    """Root of the warnings deploykit issues (filter them with ``warnings.filterwarnings``)."""
+
+
+class FallbackWarning(DeployKitWarning):
+    """What runs is not what was asked for or would be best: a backend or provider that failed to
+    load was replaced by a lower one (``engine.fallback`` says which and why)."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type's name when it has none):
+    what a runtime's multi-line error contributes to one of ours."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside deploykit, so that the warning
+    points at the user's line (and ``-W`` filters by module work), however deep the call."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: the caller of warn()
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(message, category, stacklevel=level)

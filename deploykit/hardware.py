@@ -1,8 +1,10 @@
 """What this machine offers a model: CPU, memory, NVIDIA GPUs, runtimes — probed once per process.
 
-``probe()`` reads files and package metadata only (no runtime is imported); the one costly fact,
-onnxruntime's execution providers, needs ``import onnxruntime`` and is looked up the first time
-it is asked for (``report.onnxruntime_providers``), which a load on onnxruntime pays anyway.
+``probe()`` reads files and package metadata only (no runtime is imported). Facts only a runtime
+can tell (e.g. onnxruntime's execution providers, which need ``import onnxruntime``) come from each
+backend's own ``probe()``, looked up the first time a plan asks for them
+(``report.backend_facts(name)``), which a load on that backend pays anyway. The report names no
+runtime itself: which pip distributions provide each runtime is declared by the backends.
 The readers live in ``hostinfo`` (CPU, memory, cgroups) and ``gpus`` (NVML, nvidia-smi).
 """
 
@@ -16,9 +18,12 @@ import re
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import backends as registry
+from .errors import BackendUnavailable
 from .hostinfo import (
     CpuInfo,
     MemoryInfo,
@@ -34,19 +39,32 @@ from .hostinfo import (
 if TYPE_CHECKING:
     from .gpus import GpuInfo
 
-#: Runtime -> the pip distributions that provide it, in the order reported.
-RUNTIME_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
-                    "onnxruntime-qnn", "onnxruntime-rocm", "onnxruntime-silicon"),
-    "tflite": ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime", "tensorflow",
-               "tensorflow-cpu"),
-    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"),
+#: Distributions the probe reports that no backend declares: GPU access and deploykit's own.
+OTHER_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "cuda": ("cuda-python", "pycuda"),
-    "openvino": ("openvino",),
     "nvml": ("nvidia-ml-py",),
     "onnx": ("onnx",),
     "numpy": ("numpy",),
 }
+
+
+def runtime_distributions() -> dict[str, tuple[str, ...]]:
+    """Runtime -> the pip distributions that provide it, in the order reported: every registered
+    backend's ``distributions`` (and its companions', e.g. TensorRT for onnxruntime), then
+    ``OTHER_DISTRIBUTIONS``."""
+    table: dict[str, tuple[str, ...]] = {}
+    for name in registry.names():
+        try:
+            cls = registry.backend_class(name)
+        except BackendUnavailable:
+            continue
+        if cls.distributions:
+            table[name] = cls.distributions
+        for runtime, dists in cls.companion_distributions.items():
+            table.setdefault(runtime, dists)
+    for runtime, dists in OTHER_DISTRIBUTIONS.items():
+        table.setdefault(runtime, dists)
+    return table
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -61,14 +79,17 @@ class PreprocessCore(NamedTuple):
 class HardwareReport:
     """The probe's findings as one object; build one by hand to test a policy on other hardware.
 
-    ``onnxruntime_providers`` left as ``None`` is looked up (by importing onnxruntime) on first access.
+    ``backend_facts`` maps a backend name to the facts its ``probe()`` would give (e.g.
+    ``{"onnxruntime": {"providers": [...]}}``); a backend left out is asked on first access.
+    ``onnxruntime_providers=`` is the former spelling of the onnxruntime entry (deprecated).
     """
 
     def __init__(self, *, cpu: CpuInfo, memory: MemoryInfo, gpus: Iterable[GpuInfo] = (),
                  gpu_probe: str = "", runtimes: Mapping[str, str] | None = None,
-                 onnxruntime_providers: Iterable[str] | None = None,
+                 backend_facts: Mapping[str, Mapping[str, Any]] | None = None,
                  preprocess: PreprocessCore | None = None, system: str = "", python: str = "",
-                 notes: Iterable[str] = (), probe_seconds: float = 0.0) -> None:
+                 notes: Iterable[str] = (), probe_seconds: float = 0.0,
+                 onnxruntime_providers: Iterable[str] | None = None) -> None:
         self.cpu = cpu
         self.memory = memory
         self.gpus: tuple[GpuInfo, ...] = tuple(gpus)
@@ -79,37 +100,51 @@ class HardwareReport:
         self.python = python
         self.notes: list[str] = list(notes)
         self.probe_seconds = probe_seconds
-        self._providers = None if onnxruntime_providers is None else tuple(onnxruntime_providers)
-        self._providers_error: str | None = None
+        self._facts: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (backend_facts or {}).items()}
+        if onnxruntime_providers is not None:
+            warnings.warn("HardwareReport(onnxruntime_providers=...) is deprecated; pass "
+                          "backend_facts={'onnxruntime': {'providers': [...]}}", DeprecationWarning,
+                          stacklevel=2)
+            self._facts["onnxruntime"] = {"providers": list(onnxruntime_providers), "error": None}
+        self._facts_lock = threading.Lock()
+        #: seconds spent in backends' own probes (e.g. importing onnxruntime for its providers)
         self.providers_seconds = 0.0
 
     # -- runtimes ---------------------------------------------------------------------------
     def runtime_version(self, runtime: str) -> str | None:
-        """Version of the first installed distribution providing ``runtime`` (see RUNTIME_DISTRIBUTIONS)."""
+        """Version of the first installed distribution providing ``runtime`` (a backend name, or a
+        runtime of ``runtime_distributions()``)."""
         dist = self.runtime_distribution(runtime)
         return None if dist is None else self.runtimes[dist]
 
     def runtime_distribution(self, runtime: str) -> str | None:
-        names = RUNTIME_DISTRIBUTIONS.get(runtime, (runtime,))
+        names = runtime_distributions().get(runtime, (runtime,))
         return next((d for d in names if d in self.runtimes), None)
+
+    def backend_facts(self, backend: str) -> dict[str, Any]:
+        """What backend ``backend`` says of its installed runtime (its ``probe()``), asked once; a
+        backend whose runtime is not installed gives ``{"error": ...}`` without being imported."""
+        with self._facts_lock:
+            facts = self._facts.get(backend)
+            if facts is None:
+                start = time.perf_counter()
+                facts = self._facts[backend] = _probe_backend(backend, self)
+                self.providers_seconds += time.perf_counter() - start
+            return facts
 
     @property
     def onnxruntime_providers(self) -> tuple[str, ...]:
-        """Execution providers of the installed onnxruntime build; () when absent or broken."""
-        if self._providers is None:
-            start = time.perf_counter()
-            if self.runtime_distribution("onnxruntime") is None:
-                self._providers, self._providers_error = (), "onnxruntime is not installed"
-            else:
-                self._providers, self._providers_error = _ort_providers()
-            self.providers_seconds = time.perf_counter() - start
-        return self._providers
+        """Deprecated: ``backend_facts("onnxruntime")["providers"]``."""
+        warnings.warn("HardwareReport.onnxruntime_providers is deprecated; use "
+                      "report.backend_facts('onnxruntime')['providers']", DeprecationWarning, stacklevel=2)
+        return tuple(self.backend_facts("onnxruntime").get("providers") or ())
 
     @property
     def onnxruntime_error(self) -> str | None:
-        """Why ``onnxruntime_providers`` is empty (not installed, does not import), else None."""
-        self.onnxruntime_providers  # noqa: B018 - resolves the lazy lookup
-        return self._providers_error
+        """Deprecated: ``backend_facts("onnxruntime")["error"]``."""
+        warnings.warn("HardwareReport.onnxruntime_error is deprecated; use "
+                      "report.backend_facts('onnxruntime')['error']", DeprecationWarning, stacklevel=2)
+        return self.backend_facts("onnxruntime").get("error")
 
     # -- output -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -132,14 +167,21 @@ class HardwareReport:
             "gpus": [asdict(g) | {"device": g.device} for g in self.gpus],
             "gpu_probe": self.gpu_probe,
             "runtimes": dict(self.runtimes),
-            "onnxruntime_providers": list(self.onnxruntime_providers),
-            "onnxruntime_error": self.onnxruntime_error,
+            **self._flat_facts(),
             "preprocess_core": self.preprocess._asdict(),
             "notes": list(self.notes),
             "fingerprint": self.fingerprint(),
             "probe_seconds": round(self.probe_seconds, 6),
-            "onnxruntime_providers_seconds": round(self.providers_seconds, 6),
+            "backend_probe_seconds": round(self.providers_seconds, 6),
         }
+
+    def _flat_facts(self) -> dict[str, Any]:
+        """Each installed backend's facts as ``<backend>_<fact>`` keys (e.g. ``onnxruntime_providers``)."""
+        out: dict[str, Any] = {}
+        for name in registry.names():
+            for key, value in self.backend_facts(name).items():
+                out[f"{name}_{key}"] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, text) pairs, shared by the terminal and HTML views."""
@@ -158,14 +200,28 @@ class HardwareReport:
                        f"cgroup limit {limit}"),
             ("gpus", f"{gpus} (via {self.gpu_probe})" if gpus else f"none ({self.gpu_probe})"),
             ("runtimes", ", ".join(f"{k} {v}" for k, v in self.runtimes.items()) or "none"),
-            ("ort providers", ", ".join(self.onnxruntime_providers) or f"none ({self.onnxruntime_error})"),
+            *self._fact_rows(),
             ("preprocess", f"C core loaded, SIMD path {core.simd}" if core.loaded
              else f"C core not loaded ({core.error})"),
             ("fingerprint", self.fingerprint()),
             ("probe", f"{self.probe_seconds * 1e3:.1f} ms (+ {self.providers_seconds * 1e3:.1f} ms "
-                      "for onnxruntime's providers)"),
+                      "for the backends' own probes)"),
         ]
         rows += [("note", n) for n in self.notes]
+        return rows
+
+    def _fact_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for name in registry.names():
+            facts = self.backend_facts(name)
+            if not facts or (set(facts) == {"error"}):
+                continue
+            try:
+                text = registry.backend_class(name).describe_probe(facts)
+            except BackendUnavailable:
+                continue
+            if text:
+                rows.append((name, text))
         return rows
 
     def format(self) -> str:
@@ -205,10 +261,11 @@ def _probe() -> HardwareReport:
     start = time.perf_counter()
     notes: list[str] = []
     runtimes = installed_runtimes()
-    ort = [d for d in RUNTIME_DISTRIBUTIONS["onnxruntime"] if d in runtimes]
-    if len(ort) > 1:
-        notes.append(f"several onnxruntime distributions are installed ({', '.join(ort)}); they share "
-                     "one package folder, so the last one installed wins — keep only one")
+    for runtime, dists in runtime_distributions().items():
+        several = [d for d in dists if d in runtimes]
+        if len(several) > 1 and runtime == "onnxruntime":  # one import name, several builds
+            notes.append(f"several {runtime} distributions are installed ({', '.join(several)}); they "
+                         "share one package folder, so the last one installed wins — keep only one")
     from .gpus import probe_nvidia_gpus  # imported on first probe: ``import deploykit`` stays light
 
     gpus, how = probe_nvidia_gpus()
@@ -225,7 +282,7 @@ def installed_runtimes(paths: Iterable[str] | None = None) -> dict[str, str]:
     Read from the ``NAME-VERSION.dist-info`` (or ``.egg-info``) folder names, first on the path wins,
     as ``importlib.metadata`` finds them — without importing it (20-40 ms here) or any runtime.
     """
-    wanted = {_normalize(d): d for dists in RUNTIME_DISTRIBUTIONS.values() for d in dists}
+    wanted = {_normalize(d): d for dists in runtime_distributions().values() for d in dists}
     found: dict[str, str] = {}
     for entry in sys.path if paths is None else paths:
         try:
@@ -249,12 +306,27 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _ort_providers() -> tuple[tuple[str, ...], str | None]:
+def _probe_backend(name: str, report: HardwareReport) -> dict[str, Any]:
+    """A backend's own facts; without importing it when its runtime is not installed."""
     try:
-        import onnxruntime
-    except Exception as e:  # ImportError, or a broken build failing while it loads
-        return (), f"onnxruntime does not import: {type(e).__name__}: {e}"
-    return tuple(onnxruntime.get_available_providers()), None
+        cls = registry.backend_class(name)
+    except BackendUnavailable as e:
+        return {"error": str(e)}
+    own_probe = getattr(cls.probe, "__func__", None) is not getattr(registry.Backend.probe, "__func__", None)
+    if not own_probe:
+        return {}
+    if cls.distributions and report.runtime_distribution(name) is None:
+        return {"error": f"{name} is not installed"}
+    try:
+        return dict(cls.probe())
+    except Exception as e:  # a third-party probe must not break the report
+        return {"error": f"{name}'s probe failed: {type(e).__name__}: {e}"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RUNTIME_DISTRIBUTIONS":  # the former constant, now declared by the backends
+        return runtime_distributions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _probe_preprocess() -> PreprocessCore:
@@ -266,7 +338,7 @@ def _probe_preprocess() -> PreprocessCore:
 
 
 __all__ = [
-    "RUNTIME_DISTRIBUTIONS",
+    "OTHER_DISTRIBUTIONS",
     "CpuInfo",
     "HardwareReport",
     "MemoryInfo",
@@ -277,5 +349,6 @@ __all__ = [
     "parse_cpuinfo",
     "parse_meminfo",
     "probe",
+    "runtime_distributions",
     "usable_cpus",
 ]

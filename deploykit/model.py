@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from .errors import ModelLoadError, ModelNotFound
+from .errors import InvalidArgument, ModelLoadError, ModelNotFound, first_line
 from .spec import TensorSpec, normalize_dim
 
 if TYPE_CHECKING:
@@ -84,6 +84,19 @@ class ModelSource:
         return sorted({e.value for t in _get_all_tensors(self._proto) for e in t.external_data
                        if e.key == "location"})
 
+    def metadata(self) -> dict[str, Any]:
+        """What the model file says of itself: for ONNX the producer, its version, the doc string,
+        domain, model version, graph name and the custom ``metadata_props`` map (``custom``);
+        {} for other formats."""
+        if self.format != "onnx" or self._proto is None:
+            return {}
+        m = self._proto
+        return {"producer": m.producer_name, "producer_version": m.producer_version,
+                "doc_string": m.doc_string, "domain": m.domain, "model_version": m.model_version,
+                "graph": m.graph.name, "ir_version": m.ir_version,
+                "opsets": {(o.domain or "ai.onnx"): o.version for o in m.opset_import},
+                "custom": {p.key: p.value for p in m.metadata_props}}
+
     def read_bytes(self) -> bytes:
         if self.data is not None:
             return self.data
@@ -104,9 +117,13 @@ CheckMode = bool | str
 
 
 def open_model(model: ModelLike, *, check: CheckMode = True) -> ModelSource:
-    """Identify and check a model artifact; raise ``ModelLoadError`` naming it and the cause."""
-    if check not in (True, False, "strict"):
-        raise ValueError(f"check must be True, False or 'strict', got {check!r}")
+    """Identify and check a model artifact; raise ``ModelLoadError`` naming it and the cause.
+
+    The format comes from the content (``sniff_format``), not the file name: an ONNX file named
+    ``.tflite`` is an ONNX model; a file that is neither (text, an archive, ...) is refused with
+    what it looks like."""
+    if check is not True and check is not False and check != "strict":
+        raise InvalidArgument(f"check must be True, False or 'strict', got {check!r}")
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser()
         label = str(path)
@@ -116,14 +133,14 @@ def open_model(model: ModelLike, *, check: CheckMode = True) -> ModelSource:
             raise ModelLoadError(f"{label}: not a regular file")
         try:
             with open(path, "rb") as f:
-                head = f.read(8)
+                head = f.read(_SNIFF_BYTES)
         except OSError as e:
             raise ModelLoadError(f"{label}: cannot read ({e.strerror or e})") from e
-        fmt = _detect_format(head, path.suffix)
+        fmt = _detect_format(head, path.suffix, label)
         source = ModelSource(format=fmt, label=label, path=path)
     elif isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
-        fmt = _detect_format(data[:8], "")
+        fmt = _detect_format(data[:_SNIFF_BYTES], "", f"<{len(data)} bytes>")
         source = ModelSource(format=fmt, label=f"<{len(data)} bytes>", data=data)
     elif type(model).__name__ == "ModelProto" and hasattr(model, "SerializeToString"):
         try:
@@ -144,9 +161,59 @@ def open_model(model: ModelLike, *, check: CheckMode = True) -> ModelSource:
     return source
 
 
-def _detect_format(head: bytes, suffix: str) -> str:
-    if head[4:8] == _TFLITE_MAGIC or suffix.lower() == ".tflite":
+#: Leading bytes read to tell a model's format.
+_SNIFF_BYTES = 64
+#: Formats users hand over by mistake: their leading bytes and what to say of them.
+_NOT_MODELS: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP archive (a PyTorch .pt, a Keras .keras file, or a model bundle?)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"),
+    (b"\x80\x02", "a Python pickle"), (b"\x80\x04", "a Python pickle"), (b"\x80\x05", "a Python pickle"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x7fELF", "an executable (ELF)"),
+)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The model format that a file's first bytes show: ``"tflite"`` (the FlatBuffer identifier
+    ``TFL3`` at offset 4), ``"onnx"`` (a protobuf whose first field is ModelProto's ``ir_version``,
+    field 1, as every ONNX writer serialises it), else None."""
+    if head[4:8] == _TFLITE_MAGIC:
         return "tflite"
+    if head[:1] == b"\x08" and len(head) > 1 and 0 < head[1] < 0x80:  # ir_version: a small varint
+        return "onnx"
+    return None
+
+
+def describe_content(head: bytes) -> str:
+    """What a file that is no model looks like, for an error message."""
+    for magic, what in _NOT_MODELS:
+        if head.startswith(magic):
+            return what
+    if not head:
+        return "empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data of no format deploykit knows"
+    shown = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"text ({shown!r}...)" if shown else "blank text"
+
+
+def _detect_format(head: bytes, suffix: str, label: str) -> str:
+    """The format by content; by the name only when the content is no known format and the name
+    says ONNX (a protobuf may open with another field; the parser then decides)."""
+    found = sniff_format(head)
+    if found is not None:
+        if suffix.lower() in (".onnx", ".tflite") and suffix.lower() != f".{found}":
+            log.info("%s: the content is %s, whatever the name says", label, found)
+        return found
+    if suffix.lower() == ".tflite":
+        raise ModelLoadError(f"{label}: not a TFLite model (no TFL3 FlatBuffer identifier at byte 4); it "
+                             f"looks like {describe_content(head)}")
+    for magic, what in _NOT_MODELS:
+        if head.startswith(magic):
+            raise ModelLoadError(f"{label}: not a model deploykit loads (ONNX or TFLite); it looks like "
+                                 f"{what}")
     return "onnx"
 
 
@@ -165,9 +232,11 @@ def _check_onnx(source: ModelSource, *, check: CheckMode) -> None:
             else:
                 proto = onnx.load_model_from_string(source.data or b"")
         except DecodeError as e:
+            head = _head(source)
+            looks = "" if sniff_format(head) == "onnx" else f"; it looks like {describe_content(head)}"
             raise ModelLoadError(
                 f"{source.label}: not a valid ONNX file (protobuf decode failed: {e}); the file "
-                "may be truncated or corrupted"
+                f"may be truncated or corrupted{looks}"
             ) from e
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelLoadError(f"{source.label}: cannot parse as ONNX: {e}") from e
@@ -187,11 +256,18 @@ def _check_onnx(source: ModelSource, *, check: CheckMode) -> None:
             else:
                 onnx.checker.check_model(proto)
         except (onnx.checker.ValidationError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             if check == "strict":
                 raise ModelLoadError(f"{source.label}: fails the ONNX checker: {first}") from e
             log.warning("%s: the ONNX checker reports: %s (loading anyway; check='strict' "
                         "refuses such models)", source.label, first)
+
+
+def _head(source: ModelSource) -> bytes:
+    if source.path is None:
+        return (source.data or b"")[:_SNIFF_BYTES]
+    with open(source.path, "rb") as f:
+        return f.read(_SNIFF_BYTES)
 
 
 def _check_external_data(label: str, base: Path, proto: onnx.ModelProto) -> None:

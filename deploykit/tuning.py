@@ -20,29 +20,28 @@ that can change them.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
+from . import backends as registry
 from ._timing import CLOCK, measure
+from .agreement import Tolerance, diff_output, tolerance_table
+from .arguments import check_number, check_threads
 from .artifacts import Artifacts, ModelOrArtifacts, open_artifacts
-from .comparison import DEFAULT_TOLERANCES, Tolerance, _diff
+from .engine import Engine, feeds_from
 from .errors import BackendUnavailable, DeployKitError, InputMismatch, InvalidArgument, ModelLoadError
 from .hardware import HardwareReport, probe
+from .opening import reasons
+from .plan import Candidate, Plan
+from .progress import progress_fn
 from .spec import TensorSpec
 from .synth import ValueRange, synthesize
 from .tuning_cache import ENV_CACHE_DIR, cache_dir, cache_key, cache_path, read, store
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .selection import Candidate, Plan
 
 log = logging.getLogger("deploykit")
 
@@ -80,10 +79,21 @@ class Settings:
     progress: bool | ProgressFn | None = None
 
     def check(self) -> None:
-        if not isinstance(self.seconds, (int, float)) or not self.seconds > 0:
-            raise InvalidArgument(f"seconds must be a number > 0, got {self.seconds!r}")
-        if self.cache not in (True, False, "refresh"):
+        check_number(self.seconds, "seconds", above=0)
+        if self.cache is not True and self.cache is not False and self.cache != "refresh":
             raise InvalidArgument(f"cache must be True, False or 'refresh', got {self.cache!r}")
+        if self.progress is not None and not isinstance(self.progress, bool) and not callable(self.progress):
+            raise InvalidArgument(f"progress must be True, False, None or a callable(done, total, label), "
+                                  f"got {self.progress!r}")
+        for name in ("shapes", "dims", "value_ranges"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidArgument(f"{name} must be a dict input/symbol name -> value, got "
+                                      f"{type(value).__name__} {value!r}")
+        if self.reference is not None and not isinstance(self.reference, (str, Mapping)):
+            raise InvalidArgument(f"reference must be None, a backend name or a dict name -> expected "
+                                  f"output, got {self.reference!r}")
+        tolerance_table(self.rtol, self.atol)
         if self.inputs is not None and (self.shapes or self.dims or self.value_ranges):
             raise InvalidArgument("shapes, dims and value_ranges shape made-up inputs; with inputs= "
                                   "given, leave them out")
@@ -120,8 +130,6 @@ def tune(
     on a terminal), True, False, or a ``progress(done, total, label)`` callable. ``threads`` and
     ``**options`` go to every candidate's load, as in ``dk.load``.
     """
-    from .engine import check_threads
-
     threads = check_threads(threads)
     settings = Settings(inputs, shapes, dims, value_ranges, reference, seconds, rtol, atol, cache, progress)
     settings.check()
@@ -129,8 +137,7 @@ def tune(
     hw = hardware if hardware is not None else probe()
     plan = arts.plan(hw, options=options)
     if not plan.candidates:
-        raise BackendUnavailable(f"{arts.label}: no backend can run it here — " + "; ".join(
-            f"{c.label}: {c.reason}" for c in plan.rejected))
+        raise BackendUnavailable(f"{arts.label}: no backend can run it here — {reasons(plan)}")
     plan, engine = decide(arts, plan, hw, settings, threads, dict(options))
     if engine is not None:
         engine.close()
@@ -141,10 +148,11 @@ def tune_for_load(arts: Artifacts, plan: Plan, tune: bool | Mapping[str, Any], *
                   options: Mapping[str, Any]) -> tuple[Plan, Engine | None]:
     """``dk.load(..., tune=...)``: the tuned plan and the winner's engine, already loaded."""
     given = dict(tune) if isinstance(tune, Mapping) else {}
-    allowed = set(Settings.__dataclass_fields__)
-    unknown = sorted(set(given) - allowed)
+    allowed = [f.name for f in fields(Settings)]
+    unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
-        raise TypeError(f"tune= takes {', '.join(sorted(allowed))}; not {', '.join(unknown)}")
+        raise InvalidArgument(f"tune= takes the keys {', '.join(allowed)}; not "
+                              f"{', '.join(map(repr, unknown))}")
     settings = Settings(**given)
     settings.check()
     if len(plan.candidates) < 2 and settings.reference is None:
@@ -191,14 +199,14 @@ class _Trial:
 def _measure(arts: Artifacts, plan: Plan, s: Settings, threads: int | None,
              options: dict[str, Any]) -> tuple[Plan, Engine | None]:
     cands = list(plan.candidates)
-    bar = _Bar(_progress_fn(s.progress), len(cands) * (1 + ROUNDS), arts.label)
+    bar = _Bar(progress_fn(s.progress, "deploykit tune"), len(cands) * (1 + ROUNDS), arts.label)
     trials: list[_Trial] = []
     rejected: list[Candidate] = []
     notes: list[str] = []
     winner: Engine | None = None
     feeds: dict[str, Any] | None = None
     ref: _Ref | None = None
-    table = _tolerances(s.rtol, s.atol)
+    table = tolerance_table(s.rtol, s.atol)
     try:
         if s.reference is not None:
             feeds, ref, notes = _given_reference(arts, s, threads, options)
@@ -305,12 +313,7 @@ def _rank(trials: list[_Trial]) -> tuple[list[Candidate], list[str]]:
 def _feeds(arts: Artifacts, engine: Engine, s: Settings) -> tuple[dict[str, Any], list[str]]:
     specs = arts.feed_specs() or engine.inputs
     if s.inputs is not None:
-        if isinstance(s.inputs, Mapping):
-            return dict(s.inputs), ["inputs: as given"]
-        if len(specs) != 1:
-            raise InputMismatch(f"a bare array was given as inputs but the model has {len(specs)} inputs "
-                                f"({', '.join(x.name for x in specs)}); pass a dict name -> array")
-        return {specs[0].name: s.inputs}, ["inputs: as given"]
+        return feeds_from(s.inputs, specs), ["inputs: as given"]
     source = arts.sources[arts.names_from]
     made = synthesize(specs, shapes=s.shapes, dims=s.dims, value_ranges=s.value_ranges,
                       proto=source.proto if source.format == "onnx" else None)
@@ -322,19 +325,15 @@ def _feeds(arts: Artifacts, engine: Engine, s: Settings) -> tuple[dict[str, Any]
 def _given_reference(arts: Artifacts, s: Settings, threads: int | None,
                      options: dict[str, Any]) -> tuple[dict[str, Any] | None, _Ref, list[str]]:
     """The reference from ``reference=``: expected outputs, or a backend run on the first artifact."""
-    from .selection import Candidate
-
     if isinstance(s.reference, Mapping):
         expected = {k: np.asarray(v) for k, v in s.reference.items()}
         specs = [TensorSpec(k, tuple(v.shape), v.dtype) for k, v in expected.items()]
         what = "the expected outputs given"
         return None, (what, expected, specs), [f"reference: {what}"]
     assert isinstance(s.reference, str)
-    from . import backends as registry
-
     name = registry.canonical_name(s.reference)
     artifact = arts.labels[arts.names_from] if arts.several else None
-    takes = inspect.signature(registry.backend_class(name).__init__).parameters  # its own options only
+    takes = registry.backend_class(name).option_names  # its own options only
     engine = arts.open(Candidate(name, artifact=artifact), threads,
                        {k: v for k, v in options.items() if k in takes})
     try:
@@ -346,16 +345,6 @@ def _given_reference(arts: Artifacts, s: Settings, threads: int | None,
         engine.close()
 
 
-def _tolerances(rtol: float | None, atol: float | None) -> dict[str, Tolerance]:
-    table = dict(DEFAULT_TOLERANCES)
-    if rtol is not None or atol is not None:
-        for key in ("float64", "float32", "float16", "bfloat16"):
-            base = table[key]
-            table[key] = Tolerance(base.rtol if rtol is None else rtol, base.atol if atol is None else atol,
-                                   scaled=base.scaled if atol is None else False)
-    return table
-
-
 def _disagreement(ref: _Ref, out: dict[str, Any],
                   specs: list[TensorSpec], table: Mapping[str, Tolerance]) -> str | None:
     """Why ``out`` disagrees with the reference's outputs (the worst output), or None."""
@@ -364,7 +353,7 @@ def _disagreement(ref: _Ref, out: dict[str, Any],
     for ref_spec in ref_specs:
         if ref_spec.name not in out:
             return f"has no output {ref_spec.name!r} to compare with {label} (it has {', '.join(out)})"
-        d = _diff("candidate", ref_spec, expected[ref_spec.name], by_name[ref_spec.name],
+        d = diff_output("candidate", ref_spec, expected[ref_spec.name], by_name[ref_spec.name],
                   out[ref_spec.name], table)
         if d.note:
             return f"output {d.output!r} disagrees with {label}: {d.note}"
@@ -376,34 +365,6 @@ def _disagreement(ref: _Ref, out: dict[str, Any],
 
 
 # -- progress -------------------------------------------------------------------------------------
-def _progress_fn(progress: bool | ProgressFn | None) -> ProgressFn | None:
-    """The caller's callable; else a bar on stderr (tqdm when installed) if asked for or a terminal."""
-    if callable(progress):
-        return progress
-    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if progress is False or (progress is None and not tty):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        from .cli import _Progress  # the bench CLI's bar
-
-        return _Progress("tune")
-    bars: list[Any] = []
-
-    def show(done: int, total: int, label: str) -> None:
-        if not bars:  # sizes given: a terminal reporting 0x0 (a bare pty) would hide tqdm's bar
-            size = shutil.get_terminal_size()
-            bars.append(tqdm(total=total, desc="deploykit tune", unit="step", leave=False, file=sys.stderr,
-                             ncols=min(size.columns, 120), nrows=size.lines))
-        bars[0].n = done
-        bars[0].set_postfix_str(label[:50], refresh=True)
-        if done >= total:
-            bars[0].close()
-
-    return show
-
-
 class _Bar:
     """Counts steps for the progress callback and always ends it."""
 

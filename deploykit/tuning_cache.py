@@ -18,15 +18,29 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .artifacts import Artifacts
-    from .hardware import HardwareReport
-    from .selection import Candidate, Plan
-    from .tuning import Settings
+from . import backends as registry
+from . import settings
+from .artifacts import Artifacts
+from .errors import BackendUnavailable
+from .hardware import HardwareReport
+from .plan import Candidate, Plan
+from .version import __version__
+
+
+class Settings(Protocol):
+    """What of ``tuning.Settings`` keys a decision: the inputs, the reference, the tolerances."""
+
+    inputs: Any
+    shapes: Any
+    dims: Any
+    value_ranges: Any
+    reference: Any
+    rtol: float | None
+    atol: float | None
 
 log = logging.getLogger("deploykit")
 
@@ -38,7 +52,7 @@ CACHE_SCHEMA = 1
 def cache_dir() -> Path:
     """deploykit's cache folder: ``$DEPLOYKIT_CACHE_DIR``, else platformdirs' user cache dir, else
     the platform's convention (XDG on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
-    env = os.environ.get(ENV_CACHE_DIR, "").strip()
+    env = settings.get(ENV_CACHE_DIR)
     if env:
         return Path(env).expanduser()
     try:
@@ -60,15 +74,7 @@ def cache_key(arts: Artifacts, plan: Plan, hw: HardwareReport, s: Settings, thre
               options: Mapping[str, Any], margin: float) -> dict[str, Any]:
     """Everything that can change the decision: the artifacts' bytes, the hardware, the versions of
     deploykit and of the runtimes involved, the candidates, and the options that change the result."""
-    from . import __version__
-
-    runtimes: dict[str, str | None] = {}
-    for backend in sorted({c.backend for c in plan.candidates}):
-        runtime = {"onnxruntime": "onnxruntime", "tflite": "tflite", "tensorrt": "tensorrt"}.get(backend)
-        if runtime is not None:
-            runtimes[backend] = f"{hw.runtime_distribution(runtime)} {hw.runtime_version(runtime)}"
-        elif backend == "numpy":
-            runtimes[backend] = f"numpy {np.__version__}"
+    runtimes = {backend: _runtime_of(backend, hw) for backend in sorted({c.backend for c in plan.candidates})}
     if s.inputs is not None:
         feeds = s.inputs if isinstance(s.inputs, Mapping) else {"": s.inputs}
         inputs: Any = {"given": {k: _array_digest(v) for k, v in feeds.items()}}
@@ -82,6 +88,22 @@ def cache_key(arts: Artifacts, plan: Plan, hw: HardwareReport, s: Settings, thre
             "threads": _jsonable(threads), "options": _jsonable(dict(options)), "inputs": inputs,
             "reference": reference, "rtol": _jsonable(s.rtol), "atol": _jsonable(s.atol),
             "margin": margin}
+
+
+def _runtime_of(backend: str, hw: HardwareReport) -> str | None:
+    """The distribution and version that runs ``backend`` (as the probe saw it; else the adapter's own
+    word): a new runtime version is a new decision."""
+    try:
+        cls = registry.backend_class(backend)
+    except BackendUnavailable:
+        return None
+    dist = hw.runtime_distribution(backend) if cls.distributions else None
+    if dist is not None:
+        return f"{dist} {hw.runtime_version(backend)}"
+    try:
+        return f"{backend} {cls.runtime_version()}"
+    except BackendUnavailable:
+        return None
 
 
 def cache_path(key: Mapping[str, Any]) -> Path:
@@ -150,8 +172,6 @@ def _cand_json(arts: Artifacts, c: Candidate) -> dict[str, Any]:
 
 
 def _cand_from(arts: Artifacts, d: Mapping[str, Any]) -> Candidate:
-    from .selection import Candidate
-
     index = d["artifact"]
     if index is not None and not 0 <= int(index) < len(arts.labels):
         raise IndexError(f"artifact index {index} out of range")

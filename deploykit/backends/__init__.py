@@ -1,29 +1,41 @@
-"""The one registry of backends: name -> module, imported only when that backend is asked for.
+"""The one registry of backends: name -> ``"module:Class"``, imported only when that backend is asked for.
 
-``import deploykit`` imports no runtime. ``AUTO_ORDER`` is the documented priority that
-``backend="auto"`` follows (first available backend that loads the model's format wins).
+``import deploykit`` imports no runtime. Everything else about a backend — its formats, runtime
+distributions, device, place in the automatic order, options, candidates — is declared on its
+adapter class (``backends/base.py``), so a backend is one module (or folder) plus one line here.
+Third parties add theirs without editing deploykit: ``register("name", "package.module:Class")`` at
+run time, or an entry point in the ``deploykit.backends`` group of an installed distribution
+(``name = "package.module:Class"``), read the first time the registry is listed.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import NamedTuple
+import logging
+import threading
+from typing import Any, NamedTuple
 
-from ..errors import BackendUnavailable, UnknownBackend
-from .base import Backend
+from ..errors import BackendUnavailable, InvalidArgument, UnknownBackend
+from .base import CPU, NVIDIA_GPU, Backend
 
-#: name -> "module:Class". Add a backend here and nowhere else.
+log = logging.getLogger("deploykit")
+
+#: name -> "module:Class": the built-in backends. Add a backend here (or ``register`` it) and
+#: nowhere else.
 REGISTRY: dict[str, str] = {
     "onnxruntime": "deploykit.backends.onnxruntime:OnnxRuntimeBackend",
     "numpy": "deploykit.backends.reference:NumpyBackend",
     "tflite": "deploykit.backends.tflite:TFLiteBackend",
 }
 
-#: Priority for ``backend="auto"``; names not (yet) registered are skipped.
-AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "tflite", "numpy")
-
-#: Short names users may type.
+#: Short names users may type -> registry name.
 ALIASES: dict[str, str] = {"ort": "onnxruntime", "reference": "numpy", "litert": "tflite"}
+
+#: The entry-point group installed packages use to add backends.
+ENTRY_POINT_GROUP = "deploykit.backends"
+
+_entry_points_read = False
+_lock = threading.Lock()
 
 
 class Availability(NamedTuple):
@@ -38,21 +50,81 @@ class Availability(NamedTuple):
         return self.available
 
 
+def register(name: str, target: str, *, aliases: tuple[str, ...] = (), replace: bool = False) -> None:
+    """Add a backend: ``target`` is ``"package.module:Class"``, a :class:`Backend` subclass whose
+    ``name`` is ``name``. It is imported when first asked for; from then on it is probed, planned,
+    loaded, tuned and benchmarked like the built-in ones. ``replace=True`` overrides a registered
+    name (else that is an ``InvalidArgument``)."""
+    if not isinstance(name, str) or not name or name != name.strip() or name.lower() == "auto":
+        raise InvalidArgument(f"backend name must be a non-empty string other than 'auto', got {name!r}")
+    module, sep, cls = target.partition(":") if isinstance(target, str) else ("", "", "")
+    if not sep or not module or not cls:
+        raise InvalidArgument(f"register({name!r}, target): target must be 'package.module:Class', "
+                              f"got {target!r}")
+    key = name.lower()
+    with _lock:
+        if not replace and (key in REGISTRY or key in ALIASES):
+            where = REGISTRY.get(key, ALIASES.get(key))
+            raise InvalidArgument(f"backend {name!r} is already registered ({where}); pass replace=True "
+                                  "to override it")
+        REGISTRY[key] = target
+        for alias in aliases:
+            ALIASES[alias.lower()] = key
+    _class_cache.pop(key, None)
+
+
+def unregister(name: str) -> None:
+    """Remove a backend added with :func:`register` (and its aliases)."""
+    key = canonical_name(name)
+    with _lock:
+        del REGISTRY[key]
+        for alias in [a for a, n in ALIASES.items() if n == key]:
+            del ALIASES[alias]
+    _class_cache.pop(key, None)
+
+
+def names() -> list[str]:
+    """Every registered backend name (reading installed entry points the first time)."""
+    _read_entry_points()
+    return list(REGISTRY)
+
+
 def canonical_name(name: str) -> str:
+    """The registry name for ``name`` (case-insensitive, aliases resolved); ``UnknownBackend`` else."""
+    if not isinstance(name, str):
+        raise UnknownBackend(f"a backend name must be a string, got {type(name).__name__} {name!r}; "
+                             f"known backends: {', '.join(sorted(names()))} (or 'auto')")
     key = ALIASES.get(name.lower(), name.lower())
     if key not in REGISTRY:
+        _read_entry_points()
+        key = ALIASES.get(name.lower(), name.lower())
+    if key not in REGISTRY:
         raise UnknownBackend(
-            f"unknown backend {name!r}; known backends: {', '.join(sorted(REGISTRY))} "
-            "(or 'auto')"
+            f"unknown backend {name!r}; known backends: {', '.join(sorted(REGISTRY))} (or 'auto')"
         )
     return key
 
 
+_class_cache: dict[str, type[Backend]] = {}
+
+
 def backend_class(name: str) -> type[Backend]:
     """The adapter class for ``name``; imports its module (not the runtime itself)."""
-    module_name, _, cls_name = REGISTRY[canonical_name(name)].partition(":")
-    cls: type[Backend] = getattr(importlib.import_module(module_name), cls_name)
-    return cls
+    key = canonical_name(name)
+    cls = _class_cache.get(key)
+    if cls is not None:
+        return cls
+    module_name, _, cls_name = REGISTRY[key].partition(":")
+    try:
+        found: Any = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise BackendUnavailable(f"backend {key!r}: cannot import {REGISTRY[key]} ({type(e).__name__}: "
+                                 f"{e})") from e
+    if not (isinstance(found, type) and issubclass(found, Backend)) or found.name != key:
+        raise BackendUnavailable(f"backend {key!r}: {REGISTRY[key]} is not a deploykit Backend subclass "
+                                 f"named {key!r}")
+    _class_cache[key] = found
+    return found
 
 
 def availability(name: str) -> Availability:
@@ -66,23 +138,83 @@ def availability(name: str) -> Availability:
 
 def available_backends() -> dict[str, Availability]:
     """Every registered backend -> whether it is usable here, and if not, why not."""
-    return {name: availability(name) for name in REGISTRY}
+    out: dict[str, Availability] = {}
+    for name in names():
+        try:
+            out[name] = availability(name)
+        except BackendUnavailable as e:  # a registered adapter that does not even import
+            out[name] = Availability(False, str(e), None, ())
+    return out
+
+
+def auto_order() -> list[str]:
+    """Registered backends in ``backend="auto"`` order: by ``priority``, ties in registry order.
+    A registered adapter that does not import is left out (the plan says why)."""
+    order: list[tuple[int, int, str]] = []
+    for i, name in enumerate(names()):
+        try:
+            order.append((backend_class(name).priority, i, name))
+        except BackendUnavailable:
+            order.append((10**6, i, name))
+    return [name for _, _, name in sorted(order)]
 
 
 def auto_candidates(fmt: str) -> list[str]:
-    """Registered backends that load ``fmt``, in ``AUTO_ORDER`` priority."""
-    order = [n for n in AUTO_ORDER if n in REGISTRY] + [n for n in REGISTRY if n not in AUTO_ORDER]
-    return [n for n in order if fmt in backend_class(n).formats]
+    """Registered backends that load ``fmt``, in ``auto_order()``."""
+    out = []
+    for name in auto_order():
+        try:
+            if fmt in backend_class(name).formats:
+                out.append(name)
+        except BackendUnavailable:
+            continue
+    return out
+
+
+def _read_entry_points() -> None:
+    """Register the backends installed distributions declare (once per process)."""
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    with _lock:
+        if _entry_points_read:
+            return
+        _entry_points_read = True
+        from importlib.metadata import entry_points  # 20-40 ms: only when the registry is listed
+
+        found = list(entry_points(group=ENTRY_POINT_GROUP))
+    for ep in found:
+        if ep.name.lower() in REGISTRY:
+            log.warning("entry point %s = %s ignored: backend %r is already registered", ep.name,
+                        ep.value, ep.name)
+            continue
+        try:
+            register(ep.name, ep.value)
+        except InvalidArgument as e:
+            log.warning("entry point %s = %s ignored: %s", ep.name, ep.value, e)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AUTO_ORDER":  # the former constant, now derived from each adapter's priority
+        return tuple(auto_order())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "AUTO_ORDER",
+    "ALIASES",
+    "CPU",
+    "ENTRY_POINT_GROUP",
+    "NVIDIA_GPU",
     "REGISTRY",
     "Availability",
     "Backend",
     "auto_candidates",
+    "auto_order",
     "availability",
     "available_backends",
     "backend_class",
     "canonical_name",
+    "names",
+    "register",
+    "unregister",
 ]

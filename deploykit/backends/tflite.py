@@ -25,8 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, BackendUnavailable, DeployKitError, ModelLoadError
-from ..hardware import usable_cpus
+from ..arguments import check_bool, check_number
+from ..errors import (
+    BackendError,
+    BackendUnavailable,
+    DeployKitError,
+    InvalidArgument,
+    ModelLoadError,
+    first_line,
+)
+from ..hostinfo import usable_cpus
 from ..model import ModelSource
 from ..spec import Quantization, TensorSpec, normalize_dim
 from .base import Backend
@@ -114,7 +122,7 @@ def _explain_import_error(e: BaseException) -> str:
     while cur is not None and len(chain) < 5:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__
-    lines = [f"{type(x).__name__}: {_first_line(x)}" for x in chain]
+    lines = [f"{type(x).__name__}: {first_line(x)}" for x in chain]
     abi = [line for line in lines if any(marker in line for marker in _NUMPY_ABI)]
     if abi:
         return (f"built against NumPy 1.x, so it cannot run with NumPy {np.__version__} installed "
@@ -158,6 +166,10 @@ class TFLiteBackend(Backend):
     formats = ("tflite",)
     extra = "tflite"
     thread_safe = True  # each call runs on an interpreter of its own (see _Slot / pool)
+    distributions = ("ai-edge-litert", "ai-edge-litert-nightly", "tflite-runtime", "tensorflow",
+                     "tensorflow-cpu")
+    priority = 40  # beside onnxruntime: they never compete for one artifact
+    option_names = ("signature", "dequantize", "xnnpack", "pool")
 
     @classmethod
     def runtime_version(cls) -> str:
@@ -175,10 +187,11 @@ class TFLiteBackend(Backend):
     ) -> None:
         rt = runtime()
         self._runtime = rt
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        if pool is not None and pool < 1:
-            raise ValueError(f"pool must be >= 1, got {pool}")
+        pool = check_number(pool, "pool", minimum=1, integer=True, allow_none=True)
+        dequantize = check_bool(dequantize, "dequantize")
+        xnnpack = check_bool(xnnpack, "xnnpack")
+        if signature is not None and not isinstance(signature, str):
+            raise InvalidArgument(f"signature must be a signature key (str) or None, got {signature!r}")
         self.threads = threads if threads is not None else usable_cpus()
         # Never more compute threads than CPUs: with the default threads (all of them) one
         # interpreter serves calls in turn; with threads=1 there is one interpreter per CPU.
@@ -227,7 +240,7 @@ class TFLiteBackend(Backend):
                                    experimental_op_resolver_type=resolver)
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"{self._label}: {self._runtime.package} {self._runtime.version} "
-                                 f"cannot load it: {_first_line(e)}") from e
+                                 f"cannot load it: {first_line(e)}") from e
 
     def _choose_signature(self, asked: str | None) -> str | None:
         if asked is not None:
@@ -319,9 +332,9 @@ class TFLiteBackend(Backend):
             self._raise_if_custom_op(e)
             if not self._dynamic:
                 raise ModelLoadError(f"{self._label}: {self._runtime.package} cannot prepare it: "
-                                     f"{_first_line(e)}") from e
+                                     f"{first_line(e)}") from e
             log.info("%s: not allocated at load (%s); allocating at the first run",
-                     self._label, _first_line(e))
+                     self._label, first_line(e))
             return False
         self._note_delegation(slot)
         return True
@@ -376,7 +389,7 @@ class TFLiteBackend(Backend):
                 self._raise_if_custom_op(e)
                 shapes = ", ".join(f"{p.name}{list(feeds[p.name].shape)}" for p in self._in)
                 raise BackendError(f"{self._runtime.package} cannot run {self._label} on input "
-                                   f"shapes {shapes}: {_first_line(e)}") from e
+                                   f"shapes {shapes}: {first_line(e)}") from e
             self._note_delegation(slot)
 
     def run_impl(self, feeds: Mapping[str, np.ndarray],
@@ -434,8 +447,3 @@ def _quantization(details: Mapping[str, Any]) -> Quantization | None:
     zeros = [int(z) for z in q.get("zero_points", ())] or [0] * len(scales)
     axis = int(q.get("quantized_dimension", 0)) if len(scales) > 1 else None
     return Quantization(tuple(scales), tuple(zeros), axis)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
