@@ -28,6 +28,7 @@ from .errors import (
     ModelNotFound,
     PreprocessError,
     UnknownBackend,
+    UnknownOption,
 )
 from .version import __version__
 
@@ -97,6 +98,7 @@ __all__ = [
     "Quantization",
     "TensorSpec",
     "UnknownBackend",
+    "UnknownOption",
     "__version__",
     "available_backends",
     "bench",

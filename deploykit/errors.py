@@ -21,8 +21,7 @@ __all__ = [
     "ModelNotFound",
     "PreprocessError",
     "UnknownBackend",
-    "first_line",
-    "warn",
+    "UnknownOption",
 ]
 
 
@@ -60,6 +59,11 @@ class EngineClosed(DeployKitError, RuntimeError):
 
 class InvalidArgument(DeployKitError, ValueError):
     """An argument value deploykit cannot act on (e.g. ``dk.bench(duration=0)``), refused up front."""
+
+
+class UnknownOption(InvalidArgument, TypeError):
+    """A keyword option no backend (or not the backend named) takes; also a ``TypeError``, as Python
+    says of an unexpected keyword argument."""
 
 
 class PreprocessError(DeployKitError, ValueError):

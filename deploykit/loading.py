@@ -70,7 +70,7 @@ def load(
         no_candidate(source.label, source.format, plan, options)
     plan, first = _tuned(Artifacts([source], [source.label]), plan, tune, threads, options, named)
     return follow(plan, source.label, lambda c: open_engine(c, source, threads, options,
-                                                            strict=strict and named), first)
+                                                            strict=strict), first)
 
 
 def _load_several(model: Any, backend: str, threads: int | None, check: bool | str, strict: bool,
@@ -83,7 +83,7 @@ def _load_several(model: Any, backend: str, threads: int | None, check: bool | s
     if not plan.candidates:
         no_candidate(arts.label, "+".join(dict.fromkeys(s.format for s in arts.sources)), plan, options)
     plan, first = _tuned(arts, plan, tune, threads, options, named)
-    return follow(plan, arts.label, lambda c: arts.open(c, threads, options, strict=strict and named), first)
+    return follow(plan, arts.label, lambda c: arts.open(c, threads, options, strict=strict), first)
 
 
 def _tuned(arts: Artifacts, plan: Plan, tune: bool | Mapping[str, Any], threads: int | None,

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from . import backends as registry
 from .engine import Engine
-from .errors import BackendUnavailable, FallbackWarning, InvalidArgument, ModelLoadError, warn
+from .errors import BackendUnavailable, FallbackWarning, InvalidArgument, ModelLoadError, UnknownOption, warn
 from .model import ModelSource
 from .plan import Candidate, Plan
 from .selection import unknown_options
@@ -45,9 +45,11 @@ def open_engine(cand: Candidate, source: ModelSource, threads: int | None, optio
     cls = registry.backend_class(cand.backend)
     unknown = unknown_options(cls, options)
     if unknown:
-        raise InvalidArgument(f"backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its options: "
+        raise UnknownOption(f"backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its options: "
                               f"{', '.join(cls.option_names) or '(none)'}")
-    opts = {**cls.candidate_options(cand), **options}
+    own = cls.candidate_options(cand)
+    # a candidate made from the caller's options (e.g. their providers) runs with those alone
+    opts = dict(options) if own.keys() & options.keys() else {**own, **options}
     if strict:
         opts = {**cls.strict_options(), **opts}
     cls.runtime_version()
@@ -102,7 +104,7 @@ def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any]) -
     unknown = sorted(k for k in options if not any(k in cls.option_names for cls in fits))
     if unknown:
         takes = "; ".join(f"{cls.name}: {', '.join(cls.option_names) or '(none)'}" for cls in fits)
-        raise InvalidArgument(f"no backend that loads {fmt} models takes option(s) {', '.join(unknown)} "
+        raise UnknownOption(f"no backend that loads {fmt} models takes option(s) {', '.join(unknown)} "
                               f"({takes})")
     relevant = [c for c in plan.rejected if not (c.reason or "").startswith("loads ")]
     raise BackendUnavailable(f"{label}: no backend could run it — " + "; ".join(

@@ -53,7 +53,7 @@ class Candidate:
     artifact: str | None = None
     #: the policy's rank (lower is better), given by the backend (``Backend.priority``, or finer:
     #: onnxruntime ranks its provider tiers); how candidates of several artifacts are merged
-    rank: int = 50
+    rank: int = field(default=50, compare=False)
 
     @property
     def key(self) -> tuple[str, str, tuple[str, ...], str | None]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import backends as registry
 from . import settings
-from .errors import BackendUnavailable, InvalidArgument, ModelLoadError, UnknownBackend
+from .errors import BackendUnavailable, ModelLoadError, UnknownBackend, UnknownOption
 from .hardware import HardwareReport, probe
 from .model import ModelSource
 from .plan import Candidate, Plan
@@ -74,7 +74,7 @@ def _named_plan(source: ModelSource, name: str, options: dict[str, Any], strict:
                              f"not {source.format}")
     unknown = unknown_options(cls, options)
     if unknown:
-        raise InvalidArgument(f"backend {name!r} takes no option(s) {', '.join(unknown)}; its options: "
+        raise UnknownOption(f"backend {name!r} takes no option(s) {', '.join(unknown)}; its options: "
                               f"{', '.join(cls.option_names) or '(none)'}")
     device = "cuda:0" if cls.device_kind == registry.NVIDIA_GPU else "cpu"
     only = Candidate(name, device, rank=cls.priority)

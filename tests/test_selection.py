@@ -35,7 +35,7 @@ def report(*, gpus: tuple[GpuInfo, ...] = (), runtimes: dict[str, str] | None = 
     return dk.HardwareReport(cpu=here.cpu, memory=here.memory, gpus=gpus,
                              gpu_probe="NVML" if gpus else "injected: no GPU",
                              runtimes=GPU_HOST_RUNTIMES if runtimes is None else runtimes,
-                             onnxruntime_providers=providers)
+                             backend_facts={"onnxruntime": {"providers": list(providers), "error": None}})
 
 
 def labels(cands: list[Candidate]) -> list[str]:
@@ -65,7 +65,6 @@ def test_h100_host_static_model_prefers_tensorrt_provider() -> None:
     assert (plan.backend, plan.device, plan.providers) == ("onnxruntime", "cuda:0", (TRT, CUDA, CPU))
     assert plan.candidates[0].options() == {"providers": [TRT, CUDA, CPU]}
     rejected = reasons(plan)
-    assert rejected["tensorrt on cuda:0"] == "deploykit has no adapter for it yet"
     assert rejected["tflite on cpu"] == "loads tflite models, not onnx"
     assert plan.decided_by == "rule" and plan.hardware and len(plan.hardware) == 16
 
@@ -115,8 +114,7 @@ def test_tflite_model(zoo_path) -> None:
     source = open_model(zoo_path("oww_embedding_tflite"))
     plan = make_plan(source, report(gpus=(H100,), runtimes={"ai-edge-litert": "2.3.0", "onnxruntime": "1"}))
     assert labels(plan.candidates) == ["tflite on cpu"]
-    assert reasons(plan) == {"tensorrt on cuda:0": "deploykit has no adapter for it yet",
-                             "onnxruntime on cpu": "loads onnx models, not tflite",
+    assert reasons(plan) == {"onnxruntime on cpu": "loads onnx models, not tflite",
                              "numpy on cpu": "loads onnx models, not tflite"}
     none = make_plan(source, report(runtimes={"onnxruntime": "1"}))
     assert none.candidates == [] and reasons(none)["tflite on cpu"] == (
@@ -187,7 +185,7 @@ def test_auto_here_skips_gpu_paths_with_reasons(caplog: pytest.LogCaptureFixture
     for c in gpu:
         assert c.reason in ("deploykit has no adapter for it yet", f"no NVIDIA GPU ({probe_reason})")
     logged = [r.getMessage() for r in caplog.records if r.name == "deploykit"]
-    assert "<onnx.ModelProto>: runs on onnxruntime[CPU] on cpu (by rule) — rejected tensorrt" \
+    assert "<onnx.ModelProto>: runs on onnxruntime[CPU] on cpu (by rule) — rejected onnxruntime[" \
         in "\n".join(logged)
 
 

@@ -4,8 +4,9 @@
 distributions, device, place in the automatic order, options, candidates — is declared on its
 adapter class (``backends/base.py``), so a backend is one module (or folder) plus one line here.
 Third parties add theirs without editing deploykit: ``register("name", "package.module:Class")`` at
-run time, or an entry point in the ``deploykit.backends`` group of an installed distribution
-(``name = "package.module:Class"``), read the first time the registry is listed.
+run time (a plugin package calls it when imported). Installed entry points are not scanned: reading
+them costs ``importlib.metadata`` (20-40 ms) on every probe, and a plugin that is imported is
+explicit.
 """
 
 from __future__ import annotations
@@ -31,10 +32,6 @@ REGISTRY: dict[str, str] = {
 #: Short names users may type -> registry name.
 ALIASES: dict[str, str] = {"ort": "onnxruntime", "reference": "numpy", "litert": "tflite"}
 
-#: The entry-point group installed packages use to add backends.
-ENTRY_POINT_GROUP = "deploykit.backends"
-
-_entry_points_read = False
 _lock = threading.Lock()
 
 
@@ -84,8 +81,7 @@ def unregister(name: str) -> None:
 
 
 def names() -> list[str]:
-    """Every registered backend name (reading installed entry points the first time)."""
-    _read_entry_points()
+    """Every registered backend name, in registry order."""
     return list(REGISTRY)
 
 
@@ -95,9 +91,6 @@ def canonical_name(name: str) -> str:
         raise UnknownBackend(f"a backend name must be a string, got {type(name).__name__} {name!r}; "
                              f"known backends: {', '.join(sorted(names()))} (or 'auto')")
     key = ALIASES.get(name.lower(), name.lower())
-    if key not in REGISTRY:
-        _read_entry_points()
-        key = ALIASES.get(name.lower(), name.lower())
     if key not in REGISTRY:
         raise UnknownBackend(
             f"unknown backend {name!r}; known backends: {', '.join(sorted(REGISTRY))} (or 'auto')"
@@ -171,29 +164,6 @@ def auto_candidates(fmt: str) -> list[str]:
     return out
 
 
-def _read_entry_points() -> None:
-    """Register the backends installed distributions declare (once per process)."""
-    global _entry_points_read
-    if _entry_points_read:
-        return
-    with _lock:
-        if _entry_points_read:
-            return
-        _entry_points_read = True
-        from importlib.metadata import entry_points  # 20-40 ms: only when the registry is listed
-
-        found = list(entry_points(group=ENTRY_POINT_GROUP))
-    for ep in found:
-        if ep.name.lower() in REGISTRY:
-            log.warning("entry point %s = %s ignored: backend %r is already registered", ep.name,
-                        ep.value, ep.name)
-            continue
-        try:
-            register(ep.name, ep.value)
-        except InvalidArgument as e:
-            log.warning("entry point %s = %s ignored: %s", ep.name, ep.value, e)
-
-
 def __getattr__(name: str) -> Any:
     if name == "AUTO_ORDER":  # the former constant, now derived from each adapter's priority
         return tuple(auto_order())
@@ -203,7 +173,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALIASES",
     "CPU",
-    "ENTRY_POINT_GROUP",
     "NVIDIA_GPU",
     "REGISTRY",
     "Availability",

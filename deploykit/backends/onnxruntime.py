@@ -234,7 +234,11 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def candidate_options(cls, candidate: Candidate) -> dict[str, Any]:
-        return {"providers": list(candidate.providers)} if candidate.providers else {}
+        """A tier runs with exactly its providers: one that fails to start fails the candidate, and
+        the plan moves on to the next tier (ORT would silently drop it)."""
+        if not candidate.providers:
+            return {}
+        return {"providers": list(candidate.providers), "allow_fallback": False}
 
     @classmethod
     def strict_options(cls) -> dict[str, Any]:

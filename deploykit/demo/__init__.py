@@ -69,8 +69,9 @@ def load_test_data() -> tuple[np.ndarray, np.ndarray]:
 
 def run_demo(min_seconds: float = 0.3) -> DemoResult:
     """Classify the held-out digits with ``backend='auto'``, then time every available backend."""
-    from .. import backends, load
+    from .. import backends
     from .._timing import time_calls
+    from ..loading import load
 
     images, labels = load_test_data()
     with load(MODEL_PATH) as engine:
