@@ -15,7 +15,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas
-    from matplotlib.figure import Figure
+
+    from .plot import BenchPlot
 
 #: The columns of ``to_dicts()``/CSV, in order; ``settings`` holds the rest of what was used.
 COLUMNS = ("backend", "batch", "concurrency", "load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
@@ -49,6 +50,8 @@ class BenchRow:
     runtime_version: str | None
     #: seconds per timed call, for the latency plot (not in ``to_dicts``)
     latencies: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    #: wall seconds of the timed calls (``n / throughput``; not in ``to_dicts``)
+    timed_s: float | None = field(repr=False, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in COLUMNS}
@@ -56,6 +59,13 @@ class BenchRow:
     @property
     def label(self) -> str:
         return f"{self.backend} b={self.batch} c={self.concurrency}"
+
+    def __repr__(self) -> str:
+        return (f"<deploykit BenchRow {self.label}: p50 {self.p50_ms:.4g} ms, p99 {self.p99_ms:.4g} ms, "
+                f"{self.throughput:.4g} calls/s, n={self.n}, {self.device}>")
+
+    def _repr_html_(self) -> str:
+        return _html_table(f"deploykit.BenchRow {self.label}", [self.to_dict()], "")
 
 
 @dataclass
@@ -141,52 +151,21 @@ class BenchResult:
         return f"<deploykit.BenchResult {self.model}: {len(self.rows)} rows>\n{self.format()}"
 
     def _repr_html_(self) -> str:
-        e = html.escape
-        cols = [c for c in COLUMNS if c not in ("providers", "runtime_version", "device")]
-        head = "".join(f"<th>{e(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{e(_cell(d[c]))}</td>" for c in cols) + "</tr>"
-            for d in self.to_dicts()
-        )
-        notes = "".join(f"<li>{e(n)}</li>" for n in self._method_lines() + self.notes)
-        notes += "".join(f"<li>skipped {e(k)}: {e(v)}</li>" for k, v in self.skipped.items())
         made = "made up" if self.synthesized else "given"
-        return (f"<div><b>deploykit.bench</b> &mdash; <code>{e(self.model)}</code><br>"
-                f"inputs ({made}): <code>{e(', '.join(self.inputs))}</code>"
-                f"<table><tr>{head}</tr>{body}</table><ul>{notes}</ul></div>")
+        notes = [*self._method_lines(), *self.notes, *(f"skipped {k}: {v}" for k, v in self.skipped.items())]
+        return _html_table(f"deploykit.bench — {self.model}", self.to_dicts(),
+                           f"inputs ({made}): {', '.join(self.inputs)}", notes)
 
-    def plot(self) -> Figure:
+    def plot(self) -> BenchPlot:
         """Latency distribution per row (box: p25-p75, whiskers: p1-p99) and samples/s against
-        batch size per (backend, concurrency). Needs matplotlib; returns the Figure."""
+        batch size per (backend, concurrency). Needs matplotlib. Returns a :class:`BenchPlot`: it
+        shows itself as an image in Jupyter (no ``%matplotlib`` needed); ``.figure`` is the
+        matplotlib Figure and ``.savefig(path)`` writes it."""
         _optional("matplotlib", "plot()")
-        from matplotlib.figure import Figure
+        from .plot import plot_rows
 
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
-        lat, thr = fig.subplots(1, 2)
-        lat.boxplot([r.latencies * 1e3 for r in self.rows], whis=(1, 99), showfliers=False)
-        lat.set_xticks(range(1, len(self.rows) + 1), [r.label for r in self.rows], rotation=35,
-                       ha="right", fontsize="small")
-        lat.set_ylabel("latency per call (ms)")
-        lat.set_yscale("log")
-        lat.set_title("latency (box p25-p75, whiskers p1-p99)")
-        groups: dict[tuple[str, int], list[BenchRow]] = {}
-        for r in self.rows:
-            groups.setdefault((r.backend, r.concurrency), []).append(r)
-        for (backend, conc), rows in groups.items():
-            rows = sorted(rows, key=lambda r: r.batch)
-            thr.plot([r.batch for r in rows], [r.samples_per_s for r in rows], marker="o",
-                     label=f"{backend}, concurrency {conc}")
-        thr.set_xscale("log", base=2)
-        batches = sorted({r.batch for r in self.rows})
-        thr.set_xticks(batches, [str(b) for b in batches])
-        thr.set_xlabel("batch size")
-        thr.set_ylabel("samples / s")
-        thr.set_title("throughput")
-        thr.legend(fontsize="small")
-        thr.grid(alpha=0.3)
-        fig.suptitle(f"{Path(self.model).name}" + ("" if self.representative
-                                                   else " (made-up inputs: see notes)"))
-        return fig
+        return plot_rows(self.rows, f"{Path(self.model).name}" + (
+            "" if self.representative else " (made-up inputs: see notes)"))
 
 
 def _optional(module: str, what: str) -> Any:
@@ -197,6 +176,19 @@ def _optional(module: str, what: str) -> Any:
     except ImportError as e:
         raise ImportError(f"BenchResult.{what} needs {module}, which is not installed ({e}); "
                           "install it with: pip install 'deploykit[bench]'") from e
+
+
+def _html_table(title: str, rows: list[dict[str, Any]], subtitle: str,
+                notes: list[str] | None = None) -> str:
+    """Rows as an HTML table (the columns that vary between rows), a title, a subtitle and notes."""
+    e = html.escape
+    cols = [c for c in COLUMNS if c not in ("providers", "runtime_version", "device")]
+    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{e(_cell(d[c]))}</td>" for c in cols) + "</tr>" for d in rows)
+    sub = f"<br>{e(subtitle)}" if subtitle else ""
+    items = "".join(f"<li>{e(n)}</li>" for n in notes or [])
+    return (f"<div><b>{e(title)}</b>{sub}<table><tr>{head}</tr>{body}</table>"
+            + (f"<ul>{items}</ul>" if items else "") + "</div>")
 
 
 def _num(value: float | None, width: int, digits: int) -> str:

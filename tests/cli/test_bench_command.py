@@ -1,0 +1,55 @@
+"""`deploykit bench`: the command line over dk.bench — flags, progress, outputs, errors up front."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploykit.cli import main
+from deploykit.demo import MODEL_PATH, load_test_data
+
+pytest.importorskip("onnxruntime", reason="dk.bench is checked on onnxruntime and the numpy backend")
+
+
+def test_cli_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", str(MODEL_PATH), "--backend", "onnxruntime,numpy", "--batch", "1,4",
+                 "-c", "1,2", "--duration", "0.02", "--min-samples", "5", "--warmup", "1",
+                 "--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "p50 ms" in out and out.count("\nnumpy ") == 4 and "wrote " in out
+    assert "bench 1/8: onnxruntime batch=1 concurrency=1" in err  # progress (not a terminal here)
+    assert len(json.loads((tmp_path / "o.json").read_text())["rows"]) == 8
+    assert (tmp_path / "o.csv").read_text().splitlines()[0].startswith("backend,batch,concurrency")
+
+
+def test_cli_bench_inputs_shapes_and_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images, _ = load_test_data()
+    np.save(tmp_path / "d.npy", images[:2])
+    assert main(["bench", str(MODEL_PATH), "-i", str(tmp_path / "d.npy"), "-n", "5",
+                 "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "images: float32[2,1,8,8] (given)" in out and err == ""
+    assert main(["bench", str(MODEL_PATH), "--shape", "images=3x1x8x8", "-n", "5", "--no-progress",
+                 "--range", "images=0:16"]) == 0
+    assert "images: float32[3,1,8,8] (made up)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["--duration", "0"], "deploykit bench: error: --duration must be a number > 0"),
+    (["--batch", "1,x"], "--batch '1,x': expected integers separated by ','"),
+    (["--backend", "warp"], "unknown backend 'warp'"),
+    (["--shape", "images"], "--shape 'images': expected NAME=1x3x224x224"),
+    (["--shape", "images=1x1x9x8"], "dimension 2 must be 8"),
+    (["--range", "images=a:b"], "--range: 'a' is not a number"),
+    (["-c", "0"], "--concurrency must be an int >= 1"),
+])
+def test_cli_bench_bad_arguments(argv: list[str], pattern: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", str(MODEL_PATH), "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and pattern in err
