@@ -1,0 +1,93 @@
+"""``main``: one parser built from the table of commands, one dispatch, one way to fail.
+
+Bad arguments and bad models end in one line on stderr, ``deploykit <command>: error: ...``, and
+exit code 2, never a traceback; a runtime failure while running a valid model exits 1. Warnings
+deploykit gives show as ``deploykit <command>: warning: ...``. Library messages name the command
+line's flags (``--shape``), not Python keywords (``shapes=``). A closed stdout (``| head``) ends
+the command quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from ..errors import BackendError, DeployKitError, DeployKitWarning
+from ..version import __version__
+from . import backends, bench, demo, info, probe, run, tune
+from .command import Command
+from .options import Parser, cli_wording
+
+#: Every command, in the order ``deploykit --help`` lists them. Add a command here (a module with a
+#: ``COMMAND``) and nowhere else.
+COMMANDS: tuple[Command, ...] = (demo.COMMAND, info.COMMAND, run.COMMAND, bench.COMMAND,
+                                 backends.COMMAND, probe.COMMAND, tune.COMMAND)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="deploykit", description="Run trained models fast and safely.")
+    parser.add_argument("--version", action="version", version=f"deploykit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for command in COMMANDS:
+        command.add_arguments(sub.add_parser(command.name, help=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``deploykit`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    prog = f"deploykit {args.command}"
+    command = next(c for c in COMMANDS if c.name == args.command)
+    try:
+        with _warnings_shown(prog):
+            code = command.run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader left (``| head``): stop quietly, as the Python docs advise
+        _stdout_to_devnull()
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BackendError as e:
+        _error(prog, e)
+        return 1
+    except (DeployKitError, OSError, ValueError, TypeError) as e:
+        _error(prog, e)
+        return 2
+
+
+def _error(prog: str, e: BaseException) -> None:
+    print(f"{prog}: error: {cli_wording(str(e))}", file=sys.stderr)
+
+
+@contextmanager
+def _warnings_shown(prog: str) -> Iterator[None]:
+    """deploykit's warnings (and resource warnings, e.g. threads over the CPUs) as one line each."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        print(f"{prog}: warning: {cli_wording(str(message))}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DeployKitWarning)
+        warnings.simplefilter("default", ResourceWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (replaced, or captured)
+        pass
+
+
+__all__ = ["COMMANDS", "build_parser", "main"]

@@ -1,0 +1,87 @@
+"""``deploykit info MODEL``: format, size, sha256 and the I/O signature of a model (plus opsets and
+producer for ONNX). The format comes from the file's content; a TFLite model's signature is read by
+loading it on the LiteRT backend when that is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..backends import availability
+from ..loading import load
+from ..model import ModelSource, onnx_io_specs, open_model
+from ..spec import TensorSpec, dtype_name
+from .command import Command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    source = open_model(args.model, check=False)
+    data: dict[str, Any] = {"path": source.label, "format": source.format, "size_bytes": source.size,
+                            "sha256": source.sha256()}
+    data.update(_onnx_facts(source) if source.format == "onnx" else _tflite_facts(args.model))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for key, value in data.items():
+        if key in ("inputs", "outputs"):
+            for t in value:
+                print(f"{key[:-1]:<11} {_tensor_text(t)}")
+        elif key in ("opsets", "metadata"):
+            print(f"{key:<11} " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        else:
+            print(f"{key:<11} {value}")
+    return 0
+
+
+def _onnx_facts(source: ModelSource) -> dict[str, Any]:
+    proto = source.proto
+    inputs, outputs = onnx_io_specs(proto)
+    facts: dict[str, Any] = {
+        "ir_version": proto.ir_version,
+        "opsets": {(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "nodes": len(proto.graph.node),
+    }
+    if proto.doc_string.strip():
+        facts["doc"] = proto.doc_string.strip().splitlines()[0]
+    if proto.metadata_props:
+        facts["metadata"] = {p.key: p.value for p in proto.metadata_props}
+    return facts | {"inputs": [_tensor(s) for s in inputs], "outputs": [_tensor(s) for s in outputs]}
+
+
+def _tflite_facts(model: str) -> dict[str, Any]:
+    """Inputs and outputs as the LiteRT backend reads them (loading also checks the whole file)."""
+    status = availability("tflite")
+    if not status.available:
+        return {"signature": f"unknown: the tflite backend is not usable here ({status.reason})"}
+    with load(model, backend="tflite") as engine:
+        return {"inputs": [_tensor(s) for s in engine.inputs],
+                "outputs": [_tensor(s) for s in engine.outputs]}
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": spec.name, "dtype": dtype_name(spec.dtype),
+                            "shape": None if spec.shape is None else list(spec.shape)}
+    if spec.kind != "tensor":
+        data["kind"] = spec.kind
+    if spec.quantization is not None:
+        data["quantization"] = str(spec.quantization)
+    return data
+
+
+def _tensor_text(t: dict[str, Any]) -> str:
+    if "kind" in t:
+        return f"{t['name']}: {t['kind']}"
+    shape = "[...]" if t["shape"] is None else \
+        "[" + ",".join("?" if d is None else str(d) for d in t["shape"]) + "]"
+    quant = f" (quantized: {t['quantization']})" if "quantization" in t else ""
+    return f"{t['name']}: {t['dtype']}{shape}{quant}"
+
+
+COMMAND = Command("info", "I/O signature, opset, size and sha256 of a model", add_arguments, run)

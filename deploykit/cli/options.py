@@ -1,0 +1,240 @@
+"""What several commands share: the parser class, option groups (``--input``, ``--shape/--dim/
+--range``, ``--no-progress``), reading ``.npy``/``.npz`` inputs, checking output paths up front, and
+the library's wording turned into the command line's (``shapes=`` -> ``--shape``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from ..errors import InvalidArgument, first_line
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with the error line saying where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- --input -----------------------------------------------------------------------------------
+def add_input_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy", help=help)
+
+
+INPUT_HELP = ("an input (repeat per input); FILE.npy alone for a one-input model, FILE.npz for arrays "
+              "named after the inputs")
+REAL_INPUT_HELP = "real inputs (as for 'run'); without them inputs are made up"
+
+
+def read_inputs(items: Sequence[str], input_names: Sequence[str] | None = None
+                ) -> dict[str, np.ndarray] | np.ndarray | None:
+    """``--input`` values -> feeds: ``NAME=FILE.npy``, ``FILE.npz`` (arrays named after the inputs),
+    or one bare ``FILE.npy`` alone, the model's one input (named from ``input_names``; returned as a
+    bare array when they are not known yet). An input given twice is refused. None: no ``--input``."""
+    if not items:
+        return None
+    bare = [s for s in items if "=" not in s and not s.endswith(".npz")]
+    if bare and len(items) > 1:
+        raise InvalidArgument(f"--input {bare[0]}: a bare FILE.npy works alone (one-input model); "
+                              "with several inputs write NAME=FILE.npy")
+    if bare:
+        array = _load(bare[0], bare[0])
+        if input_names is None:
+            return array
+        if len(input_names) != 1:
+            raise InvalidArgument(f"--input {bare[0]}: the model has inputs {list(input_names)}; "
+                                  "write NAME=FILE.npy")
+        return {input_names[0]: array}
+    feeds: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
+    for item in items:
+        name, sep, file = item.partition("=")
+        if not sep:
+            with _NpyFile(item, item) as z:
+                arrays = {k: z[k] for k in z.files}
+        elif not name or not file:
+            raise InvalidArgument(f"--input {item!r}: expected NAME=FILE.npy or FILE.npz")
+        else:
+            arrays = {name: _load(item, file)}
+        for key, value in arrays.items():
+            if key in feeds:
+                raise InvalidArgument(f"--input {item}: input {key!r} is already given by --input "
+                                      f"{origin[key]}; give each input once")
+            feeds[key], origin[key] = value, item
+    return feeds
+
+
+def _load(item: str, file: str) -> np.ndarray:
+    with _NpyFile(item, file) as value:
+        if not isinstance(value, np.ndarray):
+            raise InvalidArgument(f"--input {item}: {file!r} is an .npz archive; give it without NAME=")
+        return value
+
+
+class _NpyFile:
+    """``np.load`` of a file named by ``--input``, every failure one line naming the file."""
+
+    def __init__(self, item: str, file: str) -> None:
+        self.item, self.file = item, file
+        self.value: Any = None
+
+    def __enter__(self) -> Any:
+        path = Path(self.file)
+        if not path.is_file():
+            raise InvalidArgument(f"--input {self.item}: no such file {self.file!r}")
+        try:
+            self.value = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise InvalidArgument(f"--input {self.item}: {self.file!r} is not a readable .npy/.npz "
+                                  f"file ({first_line(e)})") from e
+        return self.value
+
+    def __exit__(self, *exc: object) -> None:
+        close = getattr(self.value, "close", None)
+        if close is not None:
+            close()
+
+
+# -- made-up inputs: --shape, --dim, --range ---------------------------------------------------
+def add_made_up_options(parser: argparse.ArgumentParser, *, ranges: bool) -> None:
+    parser.add_argument("--shape", action="append", default=[], metavar="NAME=1x3x320x480",
+                        help="shape of a made-up input")
+    parser.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N",
+                        help="size of a named dynamic dimension of made-up inputs")
+    if ranges:
+        parser.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                            help="value range of a made-up input (high exclusive for ints), or NAME=VALUE")
+
+
+@dataclass(frozen=True)
+class MadeUp:
+    """``--shape``/``--dim``/``--range`` parsed: the library's ``shapes``, ``dims``, ``value_ranges``."""
+
+    shapes: dict[str, list[int]] | None
+    dims: dict[str, int] | None
+    value_ranges: dict[str, Any] | None
+
+
+def made_up(args: argparse.Namespace) -> MadeUp:
+    shapes = _named(args.shape, "--shape", "NAME=1x3x224x224", lambda v: ints("--shape", v, "x"))
+    dims = _named(args.dim, "--dim", "SYMBOL=N", lambda v: _one_int("--dim", v))
+    ranges = _named(getattr(args, "range", []), "--range", "NAME=LOW:HIGH or NAME=VALUE", _value_range)
+    return MadeUp(shapes or None, dims or None, ranges or None)
+
+
+def _named(items: Sequence[str], flag: str, form: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        name, value = pair(flag, item, form)
+        if name in out:
+            raise InvalidArgument(f"{flag} {item!r}: {name!r} is given twice; give it once")
+        out[name] = parse(value)
+    return out
+
+
+def pair(flag: str, text: str, form: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise InvalidArgument(f"{flag} {text!r}: expected {form}")
+    return name, value
+
+
+def ints(flag: str, text: str, sep: str = ",") -> list[int]:
+    try:
+        return [int(v) for v in text.split(sep)]
+    except ValueError:
+        raise InvalidArgument(f"{flag} {text!r}: expected integers separated by {sep!r}") from None
+
+
+def _one_int(flag: str, text: str) -> int:
+    values = ints(flag, text)
+    if len(values) != 1:
+        raise InvalidArgument(f"{flag} {text!r}: expected one integer")
+    return values[0]
+
+
+def _value_range(text: str) -> Any:
+    low, sep, high = text.partition(":")
+    return (number(low), number(high)) if sep else number(text)
+
+
+def number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise InvalidArgument(f"--range: {text!r} is not a number") from None
+
+
+# -- progress and outputs ----------------------------------------------------------------------
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def check_writable(path: Path | None, flag: str) -> None:
+    """Refuse, before any work, an output path that cannot be written (folder missing or read-only,
+    or the path is a folder)."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InvalidArgument(f"{flag} {path}: is a folder; give a file path")
+    if not folder.is_dir():
+        raise InvalidArgument(f"{flag} {path}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidArgument(f"{flag} {path}: not writable (permission denied)")
+
+
+# -- the library's words in the command line's -------------------------------------------------
+def _shape_flag(m: re.Match[str]) -> str:
+    return f"--shape {m[1]}={'x'.join(d.strip() for d in m[2].split(','))}"
+
+
+Replacement = str | Callable[[re.Match[str]], str]
+#: Library keywords and the flags that set them (``batch_sizes`` -> ``--batch``).
+_FLAGS: dict[str, str] = {
+    "duration": "--duration", "iterations": "--iterations", "min_samples": "--min-samples",
+    "warmup": "--warmup", "concurrency": "--concurrency", "threads": "--threads",
+    "batch_sizes": "--batch", "backends": "--backend", "seconds": "--seconds", "reference": "--reference",
+    "shapes": "--shape", "dims": "--dim", "value_ranges": "--range", "inputs": "--input"}
+_RULES: list[tuple[str, Replacement]] = [
+    # examples in the library's syntax, rewritten in the flag's
+    (r"\bshapes=\{'([^']*)': \(([^)]*)\)\}", _shape_flag),
+    (r"\bdims=\{'([^']*)': ([^}]*)\}", r"--dim \1=\2"),
+    (r"\bvalue_ranges=\{'([^']*)': \(([^,]*), ([^)]*)\)\}", r"--range \1=\2:\3"),
+    (r"\binputs=\.\.\.", "--input NAME=FILE.npy"),
+    (r"\bbatch_sizes \[([^\]]*)\]", lambda m: f"--batch {m[1].replace(' ', '')}"),
+    (r"\bgive duration or iterations\b", "give --duration or --iterations"),
+    (r"\bshapes, dims and value_ranges\b", "--shape, --dim and --range"),
+    # key=value -> --flag=value; a bare key= -> --flag
+    *((rf"(?<!-)\b{key}=(?=[\w.'\"\[-])", f"{flag}=") for key, flag in _FLAGS.items()),
+    *((rf"(?<!-)\b{key}=", flag) for key, flag in _FLAGS.items()),
+    # the argument named at the head of a clause ("duration must be ...", "dims names ...")
+    *((rf"(^|(?<=[;(:] ))\b{key}(?= must be|\[| names| is )", flag) for key, flag in _FLAGS.items()),
+    # keywords that are never English words
+    *((rf"\b{key}\b", _FLAGS[key]) for key in ("min_samples", "batch_sizes", "value_ranges")),
+]
+#: (pattern, replacement) in order: Python keyword arguments in library messages -> CLI flags.
+WORDING: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple((re.compile(p), r) for p, r in _RULES)
+
+
+def cli_wording(message: str) -> str:
+    """A library message with its keyword arguments named as this command line's flags."""
+    for pattern, replacement in WORDING:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+__all__ = ["INPUT_HELP", "REAL_INPUT_HELP", "WORDING", "MadeUp", "Parser", "add_input_option",
+           "add_made_up_options", "add_progress_option", "check_writable", "cli_wording", "ints",
+           "made_up", "number", "pair", "read_inputs"]
