@@ -1,4 +1,4 @@
-"""Compile an ONNX graph once into a plan of slots and steps, then run it with NumPy.
+"""Compile an ONNX graph once into slots and steps, then run it with NumPy.
 
 At load time: names become integer slots, nodes are ordered topologically, every kernel is
 built (attributes decoded, constants folded), and each value's last use is known so that
@@ -9,13 +9,14 @@ define is read from the enclosing scope.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import registry
+from .protos import attr_value, dense, holds_graphs, subgraph_reads
 from .registry import Kernel, Node
 
 #: never folded at load time: their output changes from run to run
@@ -33,6 +34,8 @@ class UnsupportedOps(Exception):
 
 @dataclass
 class Step:
+    """One node to run: its kernel, where it reads and writes, what it frees afterwards."""
+
     kernel: Kernel
     inputs: tuple[int, ...]  # slots; -1 for an omitted optional input
     outputs: tuple[int, ...]  # slots; -1 for an omitted optional output
@@ -42,8 +45,8 @@ class Step:
 
 
 @dataclass
-class Plan:
-    """A compiled graph: run(inputs, outer) -> outputs, in graph order."""
+class CompiledGraph:
+    """A graph compiled to slots and steps: ``run(inputs, outer) -> outputs``, in graph order."""
 
     input_names: list[str]
     output_names: list[str]
@@ -86,21 +89,31 @@ class Plan:
         return [env[s] for s in self.output_slots]
 
 
-def _attr_value(attr: Any) -> Any:
-    from onnx import AttributeProto, helper, numpy_helper
+class _Slots:
+    """Tensor names of one graph -> integer slots; names read from the enclosing scope are
+    collected, in order of first use, as the graph's free names."""
 
-    if attr.type == AttributeProto.TENSOR:
-        return numpy_helper.to_array(attr.t)
-    if attr.type == AttributeProto.TENSORS:
-        return [numpy_helper.to_array(t) for t in attr.tensors]
-    value = helper.get_attribute_value(attr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if attr.type == AttributeProto.STRINGS:
-        return [v.decode("utf-8") for v in value]
-    if attr.type in (AttributeProto.INTS, AttributeProto.FLOATS):
-        return list(value)
-    return value
+    def __init__(self, defined: set[str], outer_scope: frozenset[str]) -> None:
+        self.index: dict[str, int] = {}
+        self.defined = defined
+        self.outer_scope = outer_scope
+        self.free_names: list[str] = []
+
+    def slot(self, name: str) -> int:
+        if name not in self.index:
+            self.index[name] = len(self.index)
+        return self.index[name]
+
+    def read(self, name: str) -> int:
+        """The slot a node reads ``name`` from (-1: an omitted optional input)."""
+        if not name:
+            return -1
+        if name not in self.defined:
+            if name not in self.outer_scope:
+                raise ValueError(f"tensor {name!r} is used but never defined")
+            if name not in self.free_names:
+                self.free_names.append(name)
+        return self.slot(name)
 
 
 class Compiler:
@@ -116,133 +129,49 @@ class Compiler:
         self.delegated: set[tuple[str, str, int]] = set()
 
     def compile(self, graph: Any, outer_scope: frozenset[str] = frozenset(),
-                initializers: dict[str, np.ndarray] | None = None) -> Plan:
-        from onnx import AttributeProto, numpy_helper
-
-        slots: dict[str, int] = {}
-
-        def slot(name: str) -> int:
-            if name not in slots:
-                slots[name] = len(slots)
-            return slots[name]
-
-        consts: dict[str, np.ndarray] = dict(initializers or {})
-        for init in graph.initializer:
-            if init.name not in consts:
-                consts[init.name] = numpy_helper.to_array(init)
-        for sparse in graph.sparse_initializer:
-            consts[sparse.values.name] = _dense(sparse)
+                initializers: dict[str, np.ndarray] | None = None) -> CompiledGraph:
+        """Slots, ordered steps (constant nodes folded away) and lifetimes of ``graph``; names it
+        does not define are read from ``outer_scope``."""
+        consts = _constants(graph, initializers)
         inputs = [v.name for v in graph.input]
-        defined = set(inputs) | set(consts)
-        for node in graph.node:
-            defined.update(o for o in node.output if o)
-
-        # topological order (graphs are sorted by spec, but be forgiving)
-        ready = set(inputs) | set(consts) | {""}
-        pending = list(graph.node)
-        order: list[Any] = []
-        while pending:
-            progressed = []
-            rest = []
-            for node in pending:
-                reads = set(node.input)
-                for attr in node.attribute:
-                    if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                        reads |= {n for n in _subgraph_reads_of(attr) if n in defined}
-                if all(n in ready or n not in defined for n in reads):
-                    progressed.append(node)
-                    ready.update(node.output)
-                else:
-                    rest.append(node)
-            if not progressed:
-                cyc = ", ".join(n.name or n.op_type for n in rest[:5])
-                raise ValueError(f"the graph has a cycle or an undefined input near: {cyc}")
-            order += progressed
-            pending = rest
-
-        free_names: list[str] = []
-        free_set: set[str] = set()
-
-        def read(name: str) -> int:
-            if not name:
-                return -1
-            if name not in defined:
-                if name not in outer_scope:
-                    raise ValueError(f"tensor {name!r} is used but never defined")
-                if name not in free_set:
-                    free_set.add(name)
-                    free_names.append(name)
-            return slot(name)
-
-        input_slots = [slot(n) for n in inputs]
-        steps: list[Step] = []
-        const_values: dict[int, Any] = {}
-        for name, value in consts.items():
-            const_values[slot(name)] = value
+        defined = set(inputs) | set(consts) | {o for node in graph.node for o in node.output if o}
+        order = _topological_order(graph.node, set(inputs) | set(consts), defined)
+        slots = _Slots(defined, outer_scope)
+        input_slots = [slots.slot(n) for n in inputs]
+        values = {slots.slot(name): value for name, value in consts.items()}
         scope = outer_scope | frozenset(defined)
-
-        for node in order:
-            in_slots = tuple(read(n) for n in node.input)
-            node_consts = tuple(
-                const_values.get(s) if s >= 0 else None for s in in_slots
-            )
-            sub_free: list[str] = []
-            info = self._node_info(node, node_consts, scope)
-            kernel = self._kernel(info)
-            if kernel is None:
-                continue
-            subgraphs = [a for a in node.attribute
-                         if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)]
-            for attr in subgraphs:
-                for name in sorted(_subgraph_reads_of(attr)):
-                    if name in scope and name not in sub_free:
-                        sub_free.append(name)
-            outer_refs = tuple((n, read(n)) for n in sub_free if n in defined or n in outer_scope)
-            out_slots = tuple(slot(o) if o else -1 for o in node.output)
-            # a body may hold random operators: nodes with subgraphs are never folded
-            foldable = (self.fold and not subgraphs and node.op_type not in _NONDETERMINISTIC
-                        and all(c is not None or s < 0 for c, s in zip(node_consts, in_slots)))
-            if foldable:
-                try:
-                    result = kernel(*node_consts)
-                except Exception:  # leave it to run time, where the error has context
-                    foldable = False
-                else:
-                    values = result if type(result) is tuple else (result,)
-                    for s, v in zip(out_slots, values):
-                        if s >= 0:
-                            const_values[s] = v
-                    continue
-            label = f"{node.op_type}({node.name or ', '.join(node.output)})"
-            steps.append(Step(kernel, in_slots, out_slots, (), outer_refs, label))
-
+        steps = [step for node in order if (step := self._step(node, slots, values, scope)) is not None]
         output_names = [v.name for v in graph.output]
-        output_slots = [read(n) for n in output_names]
-        # lifetimes: free each non-constant slot after its last reader
-        keep = set(output_slots) | set(const_values)
-        last: dict[int, int] = {}
-        for i, step in enumerate(steps):
-            for s in step.inputs:
-                if s >= 0:
-                    last[s] = i
-            for _, s in step.outer:
-                last[s] = i
-        frees: dict[int, list[int]] = {}
-        for s, i in last.items():
-            if s not in keep:
-                frees.setdefault(i, []).append(s)
-        for i, step in enumerate(steps):
-            step.free = tuple(frees.get(i, ()))
-        # outputs written but never read are dropped right away
-        read_slots = set(last) | keep
-        for step in steps:
-            step.free = step.free + tuple(s for s in step.outputs if s >= 0 and s not in read_slots)
+        output_slots = [slots.read(n) for n in output_names]
+        _set_lifetimes(steps, keep=set(output_slots) | set(values))
+        template: list[Any] = [None] * len(slots.index)
+        for slot, value in values.items():
+            template[slot] = value
+        return CompiledGraph(inputs, output_names, input_slots, output_slots, template, steps,
+                             [(n, slots.index[n]) for n in slots.free_names])
 
-        template: list[Any] = [None] * len(slots)
-        for s, v in const_values.items():
-            template[s] = v
-        return Plan(inputs, output_names, input_slots, output_slots, template, steps,
-                    [(n, slots[n]) for n in free_names])
+    def _step(self, node: Any, slots: _Slots, values: dict[int, Any],
+              scope: frozenset[str]) -> Step | None:
+        """The step that runs ``node``; None when it was folded into ``values`` (its outputs are
+        constants now) or cannot be built (recorded in ``self.missing``)."""
+        in_slots = tuple(slots.read(n) for n in node.input)
+        node_consts = tuple(values.get(s) if s >= 0 else None for s in in_slots)
+        kernel = self._kernel(self._node_info(node, node_consts, scope))
+        if kernel is None:
+            return None
+        subgraphs = [a for a in node.attribute if holds_graphs(a)]
+        outer_names: list[str] = []
+        for attr in subgraphs:
+            outer_names += [n for n in sorted(subgraph_reads(attr)) if n in scope and n not in outer_names]
+        outer_refs = tuple((n, slots.read(n)) for n in outer_names)
+        out_slots = tuple(slots.slot(o) if o else -1 for o in node.output)
+        # a body may hold random operators: nodes with subgraphs are never folded
+        foldable = (self.fold and not subgraphs and node.op_type not in _NONDETERMINISTIC
+                    and all(c is not None or s < 0 for c, s in zip(node_consts, in_slots)))
+        if foldable and _fold(kernel, node_consts, out_slots, values):
+            return None
+        label = f"{node.op_type}({node.name or ', '.join(node.output)})"
+        return Step(kernel, in_slots, out_slots, (), outer_refs, label)
 
     def _node_info(self, node: Any, consts: tuple[Any, ...], scope: frozenset[str]) -> Node:
         domain = node.domain or ""
@@ -250,23 +179,25 @@ class Compiler:
             domain = ""
         opset = self.opsets.get(domain, 1)
         since = registry.schema_since(domain, node.op_type, opset) or opset
-        attrs = {a.name: _attr_value(a) for a in node.attribute}
+        attrs = {a.name: attr_value(a) for a in node.attribute}
         return Node(node.op_type, domain, since, opset, node.name, attrs, len(node.input),
                     len(node.output), consts, node,
                     compile_subgraph=lambda g: self.compile(g, scope))
 
     def _kernel(self, info: Node) -> Kernel | None:
+        """The native kernel for ``info``, else onnx.reference's; None (and the reason recorded
+        in ``self.missing``) when neither can run it."""
         key = (info.domain, info.op_type, info.since)
-        use_native = self.native or (info.domain, info.op_type) in registry.NEVER_DELEGATE
-        factory = registry.native(*key) if use_native else None
+        never_delegate = (info.domain, info.op_type) in registry.NEVER_DELEGATE
+        factory = registry.native(*key) if self.native or never_delegate else None
         if factory is not None:
             try:
                 return factory(info)
             except NotImplementedError as e:
-                if (info.domain, info.op_type) in registry.NEVER_DELEGATE:
+                if never_delegate:
                     self.missing.append((info.domain, info.op_type, info.opset, str(e)))
                     return None
-        if (info.domain, info.op_type) in registry.NEVER_DELEGATE:
+        if never_delegate:
             self.missing.append((info.domain, info.op_type, info.opset,
                                  "no implementation for this version"))
             return None
@@ -281,76 +212,72 @@ class Compiler:
         return kernel
 
 
-def _subgraph_reads_of(attr: Any) -> set[str]:
-    """Names the subgraph(s) of a GRAPH/GRAPHS attribute read from the enclosing scope."""
-    from onnx import AttributeProto
-
-    if attr.type == AttributeProto.GRAPH:
-        return _graph_free(attr.g)
-    return set().union(*(_graph_free(g) for g in attr.graphs)) if attr.graphs else set()
-
-
-def _graph_free(graph: Any) -> set[str]:
-    """Names a graph (with its nested subgraphs) reads but does not define itself."""
-    from onnx import AttributeProto
-
-    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    reads = {o.name for o in graph.output}
-    for node in graph.node:
-        defined.update(o for o in node.output if o)
-        reads.update(n for n in node.input if n)
-        for attr in node.attribute:
-            if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                reads |= _subgraph_reads_of(attr)
-    return reads - defined
-
-
-def _dense(sparse: Any) -> np.ndarray:
-    """A SparseTensorProto as a dense array (indices linearised [NNZ] or per-axis [NNZ, rank])."""
+def _constants(graph: Any, initializers: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """The graph's initializers (dense and sparse) as arrays, after any given ones."""
     from onnx import numpy_helper
 
-    values = numpy_helper.to_array(sparse.values)
-    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
-    dense = np.zeros(tuple(sparse.dims), dtype=values.dtype)
-    if indices.ndim == 2:
-        dense[tuple(indices.T)] = values
-    else:
-        dense.reshape(-1)[indices] = values
-    return dense
+    consts: dict[str, np.ndarray] = dict(initializers or {})
+    for init in graph.initializer:
+        if init.name not in consts:
+            consts[init.name] = numpy_helper.to_array(init)
+    for sparse in graph.sparse_initializer:
+        consts[sparse.values.name] = dense(sparse)
+    return consts
 
 
-#: ONNX element types numpy has no native dtype for (bfloat16, float8 variants, 4-bit ints, ...)
-_EXOTIC_MIN = 16
+def _topological_order(nodes: Iterable[Any], ready: set[str], defined: set[str]) -> list[Any]:
+    """``nodes`` so that each comes after the producers of what it (or its subgraphs) reads;
+    graphs are sorted by the spec, but be forgiving. ``ready``: names known before any node."""
+    ready = ready | {""}
+    order: list[Any] = []
+    pending = list(nodes)
+    while pending:
+        progressed, rest = [], []
+        for node in pending:
+            reads = set(node.input)
+            for attr in node.attribute:
+                reads |= {n for n in subgraph_reads(attr) if n in defined}
+            if all(n in ready or n not in defined for n in reads):
+                progressed.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if not progressed:
+            cyc = ", ".join(n.name or n.op_type for n in rest[:5])
+            raise ValueError(f"the graph has a cycle or an undefined input near: {cyc}")
+        order += progressed
+        pending = rest
+    return order
 
 
-def uses_exotic_types(graph: Any) -> bool:
-    """True when a graph declares or casts to bfloat16/float8/int4-like types, which native
-    kernels (written for numpy's own dtypes) do not promise to preserve."""
-    from onnx import AttributeProto
-
-    def exotic_type(t: Any) -> bool:
-        which = t.WhichOneof("value")
-        if which == "tensor_type":
-            return int(t.tensor_type.elem_type) >= _EXOTIC_MIN
-        if which == "sequence_type":
-            return exotic_type(t.sequence_type.elem_type)
-        if which == "optional_type":
-            return exotic_type(t.optional_type.elem_type)
+def _fold(kernel: Kernel, consts: tuple[Any, ...], out_slots: tuple[int, ...],
+          values: dict[int, Any]) -> bool:
+    """Run a node whose inputs are all constant now, its outputs into ``values``; False when it
+    fails (left to run time, where the error has context)."""
+    try:
+        result = kernel(*consts)
+    except Exception:
         return False
+    for s, v in zip(out_slots, result if type(result) is tuple else (result,)):
+        if s >= 0:
+            values[s] = v
+    return True
 
-    values = [*graph.input, *graph.output, *graph.value_info]
-    if any(exotic_type(v.type) for v in values):
-        return True
-    if any(int(t.data_type) >= _EXOTIC_MIN for t in graph.initializer):
-        return True
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.name == "to" and attr.type == AttributeProto.INT and attr.i >= _EXOTIC_MIN:
-                return True
-            if attr.type == AttributeProto.TENSOR and attr.t.data_type >= _EXOTIC_MIN:
-                return True
-            if attr.type == AttributeProto.GRAPH and uses_exotic_types(attr.g):
-                return True
-            if attr.type == AttributeProto.GRAPHS and any(uses_exotic_types(g) for g in attr.graphs):
-                return True
-    return False
+
+def _set_lifetimes(steps: list[Step], keep: set[int]) -> None:
+    """Give each step the slots it reads last (outside ``keep``: outputs and constants), and the
+    outputs it writes that nothing reads, to free right after it runs."""
+    last: dict[int, int] = {}
+    for i, step in enumerate(steps):
+        for s in step.inputs:
+            if s >= 0:
+                last[s] = i
+        for _, s in step.outer:
+            last[s] = i
+    frees: dict[int, list[int]] = {}
+    for s, i in last.items():
+        if s not in keep:
+            frees.setdefault(i, []).append(s)
+    read = set(last) | keep
+    for i, step in enumerate(steps):
+        step.free = (*frees.get(i, ()), *(s for s in step.outputs if s >= 0 and s not in read))

@@ -38,7 +38,7 @@ class Node:
     n_outputs: int
     consts: tuple[np.ndarray | None, ...]  # constant value of each input when known at load time
     proto: Any = field(repr=False, default=None)
-    #: compiles a subgraph attribute into a runnable plan (set by the graph compiler)
+    #: compiles a subgraph attribute into a runnable ``CompiledGraph`` (set by the graph compiler)
     compile_subgraph: Callable[[Any], Any] | None = field(repr=False, default=None)
 
     def attr(self, name: str, default: Any = None) -> Any:

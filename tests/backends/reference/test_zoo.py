@@ -10,6 +10,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import deploykit as dk
+from deploykit.backends.reference import NumpyBackend
+from deploykit.model import open_model
 from tests import models, zoo
 from tests.backends.reference.oracle import assert_agrees
 from tests.concurrency import run_in_threads
@@ -72,12 +74,11 @@ def test_runtime_failure_names_the_node() -> None:
 
 
 def test_intermediates_are_freed_after_last_use() -> None:
-    engine = dk.load(models.many_io(), backend="numpy")
-    plan = engine._backend._plan  # type: ignore[union-attr]
-    freed = {s for step in plan.steps for s in step.free}
-    inputs_read = {s for step in plan.steps for s in step.inputs if s >= 0}
-    assert inputs_read - set(plan.output_slots) <= freed
-    assert not freed & set(plan.output_slots)
+    graph = NumpyBackend(open_model(models.many_io())).graph
+    freed = {s for step in graph.steps for s in step.free}
+    inputs_read = {s for step in graph.steps for s in step.inputs if s >= 0}
+    assert inputs_read - set(graph.output_slots) <= freed
+    assert not freed & set(graph.output_slots)
 
 
 def test_subgraph_reads_outer_scope() -> None:

@@ -1,4 +1,4 @@
-"""Control flow: If, Loop, Scan — their bodies are compiled plans run by the graph executor."""
+"""Control flow: If, Loop, Scan — their bodies are compiled graphs run by the graph executor."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ def _graph_dtypes(graph: Any) -> list[np.dtype]:
 @register("If", *_IF_LOOP)
 def if_(node: Node) -> Kernel:
     assert node.compile_subgraph is not None
-    then_plan = node.compile_subgraph(node.attrs["then_branch"])
-    else_plan = node.compile_subgraph(node.attrs["else_branch"])
+    then_body = node.compile_subgraph(node.attrs["then_branch"])
+    else_body = node.compile_subgraph(node.attrs["else_branch"])
 
     def kernel(cond: np.ndarray, outer: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        plan = then_plan if bool(np.asarray(cond).reshape(-1)[0]) else else_plan
-        return tuple(plan.run([], outer))
+        body = then_body if bool(np.asarray(cond).reshape(-1)[0]) else else_body
+        return tuple(body.run([], outer))
 
     return kernel
 
