@@ -128,7 +128,8 @@ class Engine:
         own_names = names
         if self._rename_in is not None and self._rename_out is not None:
             checked = {self._rename_in[k]: v for k, v in checked.items()}
-            own_names = None if names is None else [self._rename_out[n] for n in names]
+            # in the presented order: the backend's own model order may differ
+            own_names = [self._rename_out[n] for n in (self._output_names if names is None else names)]
         try:
             if self._lock is None:
                 result = backend.run_impl(checked, own_names)

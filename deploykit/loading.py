@@ -81,7 +81,8 @@ def _load_several(model: Any, backend: str, threads: int | None, check: bool | s
         backend=requested, options=options, strict=strict, decided_by=decided_by))
     named = plan.requested != "auto"
     if not plan.candidates:
-        no_candidate(arts.label, "+".join(dict.fromkeys(s.format for s in arts.sources)), plan, options)
+        no_candidate(arts.label, "+".join(dict.fromkeys(s.format for s in arts.sources)), plan, options,
+                     several=True)
     plan, first = _tuned(arts, plan, tune, threads, options, named)
     return follow(plan, arts.label, lambda c: arts.open(c, threads, options, strict=strict), first)
 

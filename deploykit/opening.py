@@ -79,6 +79,8 @@ def follow(plan: Plan, label: str, opener: Callable[[Candidate], Engine],
                             plan.candidates[i + 1].label, e)
             continue
         return settle(engine, plan, cand)
+    if len(errors) == 1 and not plan.rejected:  # the one backend asked for: its own error says it all
+        raise errors[0]
     error = ModelLoadError if any(isinstance(e, ModelLoadError) for e in errors) else BackendUnavailable
     raise error(f"{label}: no backend could run it — " + reasons(plan))
 
@@ -88,7 +90,8 @@ def reasons(plan: Plan) -> str:
     return "; ".join(f"{c.label}: {c.reason}" for c in (*plan.failed, *plan.rejected)) or "(no candidate)"
 
 
-def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any]) -> NoReturn:
+def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any],
+                 several: bool = False) -> NoReturn:
     """Raise the error that fits a plan with no viable candidate: no backend for the format, options
     no backend takes, or every candidate rejected (each with its reason)."""
     fits = []
@@ -107,7 +110,8 @@ def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any]) -
         raise UnknownOption(f"no backend that loads {fmt} models takes option(s) {', '.join(unknown)} "
                               f"({takes})")
     relevant = [c for c in plan.rejected if not (c.reason or "").startswith("loads ")]
-    raise BackendUnavailable(f"{label}: no backend could run it — " + "; ".join(
+    what = "any of its artifacts" if several else "it"
+    raise BackendUnavailable(f"{label}: no backend could run {what} — " + "; ".join(
         f"{c.label}: {c.reason}" for c in relevant or plan.rejected))
 
 

@@ -34,7 +34,14 @@ from .agreement import Tolerance, diff_output, tolerance_table
 from .arguments import check_number, check_threads
 from .artifacts import Artifacts, ModelOrArtifacts, open_artifacts
 from .engine import Engine, feeds_from
-from .errors import BackendUnavailable, DeployKitError, InputMismatch, InvalidArgument, ModelLoadError
+from .errors import (
+    BackendUnavailable,
+    DeployKitError,
+    InputMismatch,
+    InvalidArgument,
+    ModelLoadError,
+    UnknownOption,
+)
 from .hardware import HardwareReport, probe
 from .opening import reasons
 from .plan import Candidate, Plan
@@ -151,7 +158,7 @@ def tune_for_load(arts: Artifacts, plan: Plan, tune: bool | Mapping[str, Any], *
     allowed = [f.name for f in fields(Settings)]
     unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
-        raise InvalidArgument(f"tune= takes the keys {', '.join(allowed)}; not "
+        raise UnknownOption(f"tune= takes the keys {', '.join(allowed)}; not "
                               f"{', '.join(map(repr, unknown))}")
     settings = Settings(**given)
     settings.check()

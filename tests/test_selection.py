@@ -88,7 +88,7 @@ def test_tensorrt_provider_needs_tensorrt_installed() -> None:
 
 def test_cpu_only_onnxruntime_on_a_gpu_host() -> None:
     plan = make_plan(open_model(models.fixed_image()),
-                     report(gpus=(H100,), runtimes={"onnxruntime": "1.30.0"},
+                     report(gpus=(H100,), runtimes={"onnxruntime": "1.30.0", "numpy": "2.2.0"},
                             providers=("AzureExecutionProvider", CPU)))
     assert labels(plan.candidates) == ["onnxruntime[CPU] on cpu", "numpy on cpu"]
     assert reasons(plan)["onnxruntime[CUDA, CPU] on cuda:0"] == (

@@ -115,7 +115,7 @@ def test_load_with_tune_shows_the_measurement_on_the_plan(zoo_path) -> None:
 
 
 def test_load_tune_settings_and_the_operator_override(zoo_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(TypeError, match=r"tune= takes .*seconds.*; not bogus"):
+    with pytest.raises(TypeError, match=r"tune= takes .*seconds.*; not 'bogus'"):
         dk.load(zoo_path("oww_alexa"), tune={"bogus": 1})
     with pytest.raises(dk.InvalidArgument, match=r"seconds must be a number > 0, got 0"):
         dk.tune(zoo_path("oww_alexa"), seconds=0)
