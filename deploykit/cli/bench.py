@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
         shapes=given.shapes, dims=given.dims, value_ranges=given.value_ranges,
         progress=not args.no_progress,
     )
-    # the notes' hints name this command's flags, not dk.bench's keywords
-    print("\n".join(cli_wording(line) if line.startswith("note: ") else line
-                    for line in result.format().splitlines()))
+    # the caveats' hints name this command's flags, not dk.bench's keywords
+    hints = {f"note: {n}" for n in result.notes}
+    print("\n".join(cli_wording(line) if line in hints else line for line in result.format().splitlines()))
     if args.json:
         result.to_json(args.json)
         print(f"wrote {args.json}")

@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     source = open_model(args.model, check=False)
     data: dict[str, Any] = {"path": source.label, "format": source.format, "size_bytes": source.size,
                             "sha256": source.sha256()}
+    suffix = source.path.suffix.lower() if source.path is not None else ""
+    if suffix in (".onnx", ".tflite") and suffix != f".{source.format}":
+        data["note"] = f"named {suffix}, but the content is a {source.format} model"
     data.update(_onnx_facts(source) if source.format == "onnx" else _tflite_facts(args.model))
     if args.json:
         print(json.dumps(data, indent=2))

@@ -6,6 +6,7 @@ These tests check what is measured and how it is reported, never how fast anythi
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 import deploykit as dk
 from deploykit._timing import measure, time_calls
+from deploykit.benchmark import BenchPlot
 from deploykit.benchmark.memory import PeakRSS
 from deploykit.benchmark.result import _optional
 from deploykit.demo import MODEL_PATH, load_test_data
@@ -106,6 +108,33 @@ def test_plot_renders_a_png(digits_result: dk.BenchResult, tmp_path: Path) -> No
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()][:2] == [
         "onnxruntime b=1 c=1", "onnxruntime b=1 c=2"]
     assert len(fig.axes[1].get_lines()) == 4  # one throughput line per (backend, concurrency)
+
+
+def test_plot_shows_itself_in_a_notebook(digits_result: dk.BenchResult) -> None:
+    """Jupyter shows an object through its _repr_*_ hooks: a bare Figure made without pyplot has
+    none that work without %matplotlib inline, the BenchPlot has a PNG and an <img>."""
+    pytest.importorskip("matplotlib", reason="plot needs matplotlib (the 'bench' extra)")
+    from matplotlib.figure import Figure
+
+    plot = digits_result.plot()
+    assert isinstance(plot, BenchPlot) and isinstance(plot.figure, Figure)
+    assert plot._repr_png_().startswith(b"\x89PNG\r\n\x1a\n")
+    html = plot._repr_html_()
+    assert html.startswith("<img src='data:image/png;base64,") and "alt='digits.onnx'" in html
+    bundle = plot._repr_mimebundle_()
+    assert set(bundle) == {"image/png", "text/html", "text/plain"}
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert repr(plot).startswith("<deploykit BenchPlot digits.onnx: .figure is the matplotlib Figure")
+    with pytest.raises(AttributeError):
+        plot._repr_svg_()  # type: ignore[attr-defined]  # the Figure's private hooks are not passed on
+
+
+def test_rows_show_themselves(digits_result: dk.BenchResult) -> None:
+    row = digits_result.rows[0]
+    assert repr(row).startswith("<deploykit BenchRow onnxruntime b=1 c=1: p50 ")
+    html = row._repr_html_()
+    assert html.count("<tr>") == 2 and "<th>p50_ms</th>" in html
+    assert repr(digits_result).startswith("<deploykit.BenchResult ")
 
 
 def test_missing_optional_dependency_says_what_to_install() -> None:

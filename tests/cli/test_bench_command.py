@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from deploykit.cli import main
 from deploykit.demo import MODEL_PATH, load_test_data
+from deploykit.hostinfo import usable_cpus
+from tests import models
 
 pytest.importorskip("onnxruntime", reason="dk.bench is checked on onnxruntime and the numpy backend")
 
@@ -46,6 +49,14 @@ def test_cli_bench_inputs_shapes_and_quiet(tmp_path: Path, capsys: pytest.Captur
     (["--shape", "images=1x1x9x8"], "dimension 2 must be 8"),
     (["--range", "images=a:b"], "--range: 'a' is not a number"),
     (["-c", "0"], "--concurrency must be an int >= 1"),
+    (["--dim", "nope=4"], "--dim names 'nope', which no input shape of the model has"),
+    (["--shape", "nope=1x2"], "--shape names 'nope', which the model has no input of"),
+    (["--dim", "N=2", "--dim", "N=3"], "--dim 'N=3': 'N' is given twice"),
+    (["--json", "/no/such/folder/r.json"], "--json /no/such/folder/r.json: folder '/no/such/folder' "
+                                           "does not exist"),
+    (["--csv", "."], "--csv .: is a folder"),
+    (["--duration", "1", "-n", "5"], "give --duration or --iterations, not both (got --duration=1.0, "
+                                     "--iterations=5)"),
 ])
 def test_cli_bench_bad_arguments(argv: list[str], pattern: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,3 +64,32 @@ def test_cli_bench_bad_arguments(argv: list[str], pattern: str,
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and pattern in err
+
+
+def test_output_paths_are_checked_before_measuring(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A --json path that cannot be written fails at once, not after the whole run."""
+    assert main(["bench", str(MODEL_PATH), "-b", "onnxruntime,numpy", "--json",
+                 str(tmp_path / "missing" / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "bench 1/" not in err  # no row was started
+
+
+def test_hints_name_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The library's hint says shapes=/inputs=; the command line's says --shape/--input."""
+    onnx.save(models.reshape_to(), tmp_path / "reshape.onnx")
+    assert main(["bench", str(tmp_path / "reshape.onnx"), "-b", "onnxruntime", "--range", "shape=5:6",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deploykit bench: error: onnxruntime rejects the inputs at batch 1")
+    assert "(--shape, --dim, --range) or real inputs (--input)" in err
+    assert "shapes=" not in err and "inputs=" not in err
+
+
+def test_warnings_show_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = usable_cpus() + 1  # more than this process may use: a warning, not an error
+    assert main(["bench", str(MODEL_PATH), "-b", "onnxruntime", "-n", "5", "--threads", str(threads),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"deploykit bench: warning: --threads={threads} is more than the {usable_cpus()} CPUs" in err
+    assert "Warning:" not in err  # not Python's file:line: Category: form

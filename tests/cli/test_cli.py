@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from deploykit.cli import main
+from deploykit.cli import COMMANDS, main
 from deploykit.demo import MODEL_PATH
 from tests import models
 
@@ -55,13 +57,23 @@ def test_run_single_input_and_npz(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("argv, pattern", [
-    (["run", "missing.onnx"], "model file not found: missing.onnx"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run", "missing.onnx"], "deploykit run: error: model file not found: missing.onnx"),
+    (["info", "missing.onnx"], "deploykit info: error: model file not found: missing.onnx"),
+    (["frobnicate"], "deploykit: error: argument COMMAND: invalid choice: 'frobnicate'"),
+    (["run", "MODEL", "--backend", "tensorrt"], "deploykit run: error: unknown backend 'tensorrt'"),
+    (["run", "MODEL", "-o", "/no/such/folder/out.npz"], "--output /no/such/folder/out.npz: folder "
+                                                        "'/no/such/folder' does not exist"),
+    (["run", "MODEL", "-o", "."], "--output .: is a folder"),
+    (["run", "MODEL", "--input", "images=a.npy", "--input", "b.npy"], "a bare FILE.npy works alone"),
+    (["run", "MODEL", "--input", "=a.npy"], "expected NAME=FILE.npy or FILE.npz"),
     (["run", "MODEL", "--input", "images=nothere.npy"], "no such file 'nothere.npy'"),
     (["run", "MODEL", "--backend", "warp"], "unknown backend 'warp'"),
     (["run", "MODEL", "--threads", "many"], "invalid int value: 'many'"),
     (["info"], "the following arguments are required: model"),
-    (["demo", "--seconds", "0"], "--seconds must be > 0"),
+    (["demo", "--seconds", "0"], "deploykit demo: error: --seconds must be > 0"),
+    (["tune", "MODEL", "--dim", "nope=3"], "deploykit tune: error: --dim names 'nope', which no input "
+                                           "shape of the model has; its named dimensions: 'N' (images)"),
+    (["tune", "MODEL", "--shape", "nope=1x2"], "--shape names 'nope', which the model has no input of"),
 ])
 def test_bad_arguments_one_line_exit_2(argv: list[str], pattern: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,3 +107,91 @@ def test_module_and_version_via_subprocess() -> None:
     proc = subprocess.run([sys.executable, "-m", "deploykit", "run", "nope.onnx"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_the_table_of_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """One table lists the commands; the parser, the help and the dispatch all read it."""
+    assert [c.name for c in COMMANDS] == ["demo", "info", "run", "bench", "backends", "probe", "tune"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = " ".join(capsys.readouterr().out.split())
+    for command in COMMANDS:
+        assert f"{command.name} {' '.join(command.help.split())[:25]}" in listed
+
+
+def test_an_input_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "a.npy", np.zeros((1, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "f.npz", images=np.zeros((1, 1, 8, 8), np.float32))
+    for argv in (["-i", f"images={tmp_path / 'a.npy'}", "-i", f"images={tmp_path / 'a.npy'}"],
+                 ["-i", str(tmp_path / "f.npz"), "-i", f"images={tmp_path / 'a.npy'}"]):
+        assert main(["run", str(MODEL_PATH), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "deploykit run: error: --input images=" in err and "input 'images' is already given by" in err
+
+
+def test_an_unreadable_input_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.npy").write_text("not an array\n")
+    assert main(["run", str(MODEL_PATH), "-i", f"images={tmp_path / 'x.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"--input images={tmp_path / 'x.npy'}: {str(tmp_path / 'x.npy')!r} is not a readable .npy" in err
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    """`deploykit ... | head`: the reader is gone before we write; no traceback, no Errno 32."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "deploykit", "info", str(MODEL_PATH)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1 and proc.stderr == ""
+
+
+def test_broken_pipe_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    assert main(["info", str(MODEL_PATH)]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_info_says_what_the_content_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "x.tflite"
+    text.write_text("hello world\n")  # 12 bytes of text
+    assert main(["info", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deploykit info: error: ") and "not a TFLite model" in err and "text" in err
+    renamed = tmp_path / "digits.tflite"
+    renamed.write_bytes(MODEL_PATH.read_bytes())  # an ONNX file named .tflite
+    assert main(["info", str(renamed)]) == 0
+    out = capsys.readouterr().out
+    assert "format      onnx" in out and "named .tflite, but the content is a onnx model" in out
+    assert "input       images: float32[N,1,8,8]" in out
+
+
+def test_info_of_a_tflite_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ai_edge_litert.interpreter", reason="reading a .tflite's signature needs LiteRT")
+    from tests.backends import tflite_models
+
+    data = tflite_models.dynamic_add()
+    (tmp_path / "add.tflite").write_bytes(data)
+    assert main(["info", str(tmp_path / "add.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "format      tflite" in out
+    assert "input       x: float32[?,3]" in out and "output      z: float32[?,3]" in out
+    assert main(["info", "--json", str(tmp_path / "add.tflite")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inputs"][1] == {"name": "y", "dtype": "float32", "shape": [None, 3]}
+    (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])  # a truncated file
+    assert main(["info", str(tmp_path / "cut.tflite")]) == 2
+    assert capsys.readouterr().err.startswith("deploykit info: error: ")
+
+
+def test_tune_json_names_the_chosen_candidate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tune", str(MODEL_PATH), "--no-cache", "--seconds", "0.05", "--json", "--no-progress"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["chosen"] is not None and plan["chosen"] == plan["candidates"][0]

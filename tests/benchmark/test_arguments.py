@@ -1,0 +1,103 @@
+"""Every argument of dk.bench, refused with a DeployKitError naming it — never a raw TypeError —
+and before anything is timed. One table: argument, bad value, error class, what the message says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deploykit as dk
+from deploykit.demo import MODEL_PATH
+
+pytest.importorskip("onnxruntime", reason="dk.bench is checked on onnxruntime")
+
+IMAGES = np.zeros((1, 1, 8, 8), np.float32)
+
+BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"model": 3}, dk.InvalidArgument, r"model must be a path, bytes, an onnx.ModelProto or a loaded "
+                                       r"deploykit.Engine, got int"),
+    ({"model": None}, dk.InvalidArgument, r"model must be a path.*got NoneType"),
+    ({"model": "no/such/model.onnx"}, dk.ModelNotFound, r"model file not found: no/such/model.onnx"),
+    ({"backends": 3}, dk.InvalidArgument, r"backends must be a backend name, a comma list or list of "
+                                          r"names, 'all' or None, got 3"),
+    ({"backends": ["onnxruntime", 3]}, dk.InvalidArgument, r"backends must be .*got \['onnxruntime', 3\]"),
+    ({"backends": []}, dk.InvalidArgument, r"backends is empty"),
+    ({"backends": "warp"}, dk.UnknownBackend, r"unknown backend 'warp'"),
+    ({"batch_sizes": 0}, dk.InvalidArgument, r"batch_sizes must be an int >= 1 or a non-empty list of "
+                                             r"them, got 0"),
+    ({"batch_sizes": "8"}, dk.InvalidArgument, r"batch_sizes must be .*got '8'"),
+    ({"batch_sizes": 1.5}, dk.InvalidArgument, r"batch_sizes must be .*got 1.5"),
+    ({"batch_sizes": [True]}, dk.InvalidArgument, r"batch_sizes must be .*got \[True\]"),
+    ({"concurrency": None}, dk.InvalidArgument, r"concurrency must be .*got None"),
+    ({"concurrency": 2.0}, dk.InvalidArgument, r"concurrency must be .*got 2.0"),
+    ({"concurrency": [1, -2]}, dk.InvalidArgument, r"concurrency must be .*got \[1, -2\]"),
+    ({"duration": -1}, dk.InvalidArgument, r"duration must be a number > 0, got -1"),
+    ({"duration": float("inf")}, dk.InvalidArgument, r"duration must be a number > 0, got inf"),
+    ({"duration": "1"}, dk.InvalidArgument, r"duration must be a number > 0, got '1'"),
+    ({"duration": True}, dk.InvalidArgument, r"duration must be a number > 0, got True"),
+    ({"iterations": 1.5}, dk.InvalidArgument, r"iterations must be an int >= 1 \(or None\), got 1.5"),
+    ({"iterations": "5"}, dk.InvalidArgument, r"iterations must be an int >= 1.*got '5'"),
+    ({"warmup": None}, dk.InvalidArgument, r"warmup must be an int >= 0, got None"),
+    ({"warmup": 1.5}, dk.InvalidArgument, r"warmup must be an int >= 0, got 1.5"),
+    ({"min_samples": 0}, dk.InvalidArgument, r"min_samples must be an int >= 1, got 0"),
+    ({"min_samples": None}, dk.InvalidArgument, r"min_samples must be an int >= 1, got None"),
+    ({"inputs": [IMAGES]}, dk.InvalidArgument, r"inputs must be a dict name -> array, a bare numpy array "
+                                               r"\(one-input model\) or None, got list"),
+    ({"inputs": {1: IMAGES}}, dk.InvalidArgument,
+     r"inputs must map input names \(str\) to arrays, got key 1"),
+    ({"inputs": {"images": IMAGES}, "dims": {"N": 2}}, dk.InvalidArgument,
+     r"shapes, dims and value_ranges shape made-up inputs; with inputs= given, leave them out"),
+    ({"shapes": [(1, 1, 8, 8)]}, dk.InvalidArgument, r"shapes must be a dict input name -> shape"),
+    ({"shapes": {"images": "1x1x8x8"}}, dk.InvalidArgument,
+     r"shapes\['images'\] must be a sequence of ints >= 1, e.g. \(1, 3, 224, 224\), got '1x1x8x8'"),
+    ({"shapes": {"images": (1, 0, 8, 8)}}, dk.InvalidArgument, r"shapes\['images'\] must be"),
+    ({"shapes": {"nope": (1, 2)}}, dk.InvalidArgument,
+     r"shapes names 'nope', which the model has no input of; its inputs: images"),
+    ({"dims": ["N"]}, dk.InvalidArgument, r"dims must be a dict dimension symbol -> size"),
+    ({"dims": {"N": 0}}, dk.InvalidArgument, r"dims\['N'\] must be an int >= 1, got 0"),
+    ({"dims": {"N": "4"}}, dk.InvalidArgument, r"dims\['N'\] must be an int >= 1, got '4'"),
+    ({"dims": {"seq": 4}}, dk.InvalidArgument,
+     r"dims names 'seq', which no input shape of the model has; its named dimensions: 'N' \(images\)"),
+    ({"value_ranges": 5}, dk.InvalidArgument, r"value_ranges must be a dict input name -> \(low, high\)"),
+    ({"value_ranges": {"images": "0:1"}}, dk.InvalidArgument,
+     r"value_ranges\['images'\] must be \(low, high\) or one number, got '0:1'"),
+    ({"value_ranges": {"images": (0, 1, 2)}}, dk.InvalidArgument, r"value_ranges\['images'\] must be"),
+    ({"value_ranges": {"nope": (0, 1)}}, dk.InputMismatch,
+     r"value_ranges given for unknown input\(s\) 'nope'"),
+    ({"threads": 0}, dk.InvalidArgument, r"threads must be an int >= 1"),
+    ({"threads": "2"}, dk.InvalidArgument, r"threads must be an int >= 1.*got '2'"),
+    ({"threads": 10**6}, dk.InvalidArgument, r"threads=1000000 is more than"),
+    ({"options": "fast"}, dk.InvalidArgument, r"options must be a dict backend name -> dict of load options"),
+    ({"options": {"ort": "providers"}}, dk.InvalidArgument,
+     r"options\['ort'\] must be a dict of load options, got 'providers'"),
+    ({"options": {"ort": {"nope": 1}}}, dk.InvalidArgument,
+     r"options\['ort'\]: backend 'onnxruntime' takes no option\(s\) nope; its options: providers"),
+    ({"options": {"numpy": {}}}, dk.InvalidArgument, r"options given for 'numpy', which is not benched"),
+    ({"options": {"warp": {}}}, dk.UnknownBackend, r"unknown backend 'warp'"),
+    ({"seed": -1}, dk.InvalidArgument, r"seed must be an int >= 0, got -1"),
+    ({"seed": 1.5}, dk.InvalidArgument, r"seed must be an int >= 0, got 1.5"),
+    ({"progress": "yes"}, dk.InvalidArgument, r"progress must be None, True, False or a callable"),
+    ({"progress": 1}, dk.InvalidArgument, r"progress must be None, True, False or a callable"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", BAD, ids=[
+    f"{next(iter(k))}={k[next(iter(k))]!r}"[:40] for k, _, _ in BAD])
+def test_bad_argument(kwargs: dict[str, Any], error: type[Exception], pattern: str) -> None:
+    calls: list[object] = []
+    kwargs = {"model": MODEL_PATH, "backends": "onnxruntime", "iterations": 3,
+              "progress": lambda *a: calls.append(a), **kwargs}
+    if "duration" in kwargs:
+        del kwargs["iterations"]
+    assert issubclass(error, dk.DeployKitError)
+    with pytest.raises(error, match=pattern):
+        dk.bench(**kwargs)
+    assert calls == []  # refused before any row started
+
+
+def test_numpy_integers_are_ints() -> None:
+    result = dk.bench(MODEL_PATH, "onnxruntime", batch_sizes=np.array([1, 2]), concurrency=np.int64(1),
+                      iterations=np.int32(3), warmup=np.int64(0), seed=np.uint8(1))
+    assert [(r.batch, r.n) for r in result.rows] == [(1, 3), (2, 3)]
