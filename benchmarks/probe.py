@@ -1,7 +1,7 @@
 """What dk.probe() costs: a fresh interpreter per sample, so the cache and warm imports do not help.
 
 Each sample runs ``import deploykit`` and then times ``dk.probe()`` (files and folder listings only)
-and, separately, the first access to ``report.onnxruntime_providers`` (which imports onnxruntime).
+and, separately, the first ``report.backend_facts("onnxruntime")`` (which imports onnxruntime).
 The table shows medians and ranges over the samples.
 
     python benchmarks/probe.py [--samples 15]
@@ -26,7 +26,7 @@ import deploykit as dk
 t1 = time.perf_counter()
 r = dk.probe()
 t2 = time.perf_counter()
-r.onnxruntime_providers
+r.backend_facts("onnxruntime")
 t3 = time.perf_counter()
 print(json.dumps({"import deploykit": t1 - t0, "dk.probe()": t2 - t1, "onnxruntime providers": t3 - t2,
                   "gpus": len(r.gpus), "gpu_probe": r.gpu_probe, "cpu": r.cpu.model}))

@@ -119,15 +119,23 @@ def test_probe_imports_no_runtime() -> None:
 def test_onnxruntime_providers_are_the_runtime_s() -> None:
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime extra not installed")
     report = dk.probe()
-    assert list(report.onnxruntime_providers) == ort.get_available_providers()
-    assert report.onnxruntime_error is None
+    facts = report.backend_facts("onnxruntime")
+    assert facts == {"providers": ort.get_available_providers(), "error": None}
+    data = report.to_dict()  # the former JSON keys, now from the backend's facts
+    assert data["onnxruntime_providers"] == facts["providers"] and data["onnxruntime_error"] is None
+    with pytest.warns(DeprecationWarning, match="backend_facts"):
+        assert list(report.onnxruntime_providers) == facts["providers"]
+    with pytest.warns(DeprecationWarning, match="backend_facts"):
+        legacy = dk.HardwareReport(cpu=report.cpu, memory=report.memory, onnxruntime_providers=["X"])
+    assert legacy.backend_facts("onnxruntime")["providers"] == ["X"]
 
 
 def test_broken_onnxruntime_is_reported_not_raised() -> None:
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
             "import deploykit as dk\nr = dk.probe()\n"
-            "print(r.runtime_version('onnxruntime') is not None, r.onnxruntime_providers)\n"
-            "print(r.onnxruntime_error)")
+            "f = r.backend_facts('onnxruntime')\n"
+            "print(r.runtime_version('onnxruntime') is not None, tuple(f['providers']))\n"
+            "print(f['error'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     first, second = proc.stdout.strip().splitlines()

@@ -53,7 +53,7 @@ def other_machine(cpu_model: str = "Injected CPU 9000") -> dk.HardwareReport:
     here = dk.probe()
     return dk.HardwareReport(cpu=here.cpu._replace(model=cpu_model), memory=here.memory,
                              gpu_probe="injected: no GPU", runtimes=here.runtimes,
-                             onnxruntime_providers=here.onnxruntime_providers)
+                             backend_facts={"onnxruntime": here.backend_facts("onnxruntime")})
 
 
 # -- one artifact ---------------------------------------------------------------------------------
@@ -92,7 +92,8 @@ def test_a_gpu_candidate_that_cannot_load_here_is_rejected_not_raised(zoo_path) 
 
     here = dk.probe()
     gpu_host = dk.HardwareReport(cpu=here.cpu, memory=here.memory, gpus=(H100,), gpu_probe="injected",
-                                 runtimes=here.runtimes, onnxruntime_providers=(CUDA, CPU))
+                                 runtimes=here.runtimes,
+                                 backend_facts={"onnxruntime": {"providers": [CUDA, CPU], "error": None}})
     plan = dk.tune(zoo_path("oww_alexa"), hardware=gpu_host, seconds=SECONDS)
     cuda = next(c for c in plan.rejected if c.label == "onnxruntime[CUDA, CPU] on cuda:0")
     assert cuda.reason is not None and cuda.reason.startswith("failed to load: onnxruntime")
@@ -251,7 +252,8 @@ def test_a_cached_choice_that_no_longer_loads_is_measured_again(zoo_path, cache:
 
     here = dk.probe()
     gpu_host = dk.HardwareReport(cpu=here.cpu, memory=here.memory, gpus=(H100,), gpu_probe="injected",
-                                 runtimes=here.runtimes, onnxruntime_providers=(CUDA, CPU))
+                                 runtimes=here.runtimes,
+                                 backend_facts={"onnxruntime": {"providers": [CUDA, CPU], "error": None}})
     path = zoo_path("oww_alexa")
     dk.tune(path, seconds=SECONDS, hardware=gpu_host)
     (stored,) = files(cache)
