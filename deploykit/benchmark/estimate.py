@@ -98,7 +98,7 @@ def announce_overrun(rows: list[RowPlan], budget: Budget) -> None:
     """Warn (:class:`OverrunWarning`) before measuring when the rows will overrun their budget."""
     message = overrun_message(rows, budget)
     if message is not None:
-        warn(f"dk.bench: {message}", OverrunWarning)
+        warn(message, OverrunWarning)
 
 
 def _secs(seconds: float) -> str:

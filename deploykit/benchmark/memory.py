@@ -13,6 +13,8 @@ import os
 import threading
 from types import TracebackType
 
+from ..arguments import check_number
+
 _MIB = 1 << 20
 
 
@@ -50,7 +52,7 @@ class PeakRSS:
     its start, in MiB; ``m.method`` says how it was measured ("VmHWM", "sampled", "unavailable")."""
 
     def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
+        self.interval = check_number(interval, "interval (seconds)", above=0)
         self.method = "unavailable"
         self.baseline: int | None = None
         self.peak: int | None = None

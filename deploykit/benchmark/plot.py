@@ -15,6 +15,8 @@ import os
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from ..arguments import check_number
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -40,7 +42,9 @@ class BenchPlot:
         """``Figure.savefig``: the format follows the file name (or ``format=``)."""
         self.figure.savefig(fname, **kwargs)
 
-    def to_png(self, dpi: int = DISPLAY_DPI) -> bytes:
+    def to_png(self, dpi: float = DISPLAY_DPI) -> bytes:
+        """The figure as PNG bytes at ``dpi`` dots per inch."""
+        check_number(dpi, "dpi", above=0)
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=dpi)
         return buf.getvalue()

@@ -7,11 +7,14 @@ import csv
 import html
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
     import pandas
@@ -97,12 +100,12 @@ class BenchResult:
                 "notes": self.notes, "skipped": self.skipped, "rows": self.to_dicts()}
         text = json.dumps(data, indent=2, default=_plain)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            _file_path(path, "to_json(path)").write_text(text + "\n")
         return text
 
     def to_csv(self, path: str | Path) -> None:
         """The rows as CSV (providers joined with ``;``), one header line."""
-        with open(path, "w", newline="") as f:
+        with open(_file_path(path, "to_csv(path)"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             for row in self.to_dicts():
@@ -166,6 +169,12 @@ class BenchResult:
 
         return plot_rows(self.rows, f"{Path(self.model).name}" + (
             "" if self.representative else " (made-up inputs: see notes)"))
+
+
+def _file_path(path: Any, what: str) -> Path:
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        return Path(path)
+    raise InvalidArgument(f"{what} must be a file path (str or os.PathLike), got {path!r}")
 
 
 def _optional(module: str, what: str) -> Any:

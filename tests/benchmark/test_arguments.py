@@ -101,3 +101,18 @@ def test_numpy_integers_are_ints() -> None:
     result = dk.bench(MODEL_PATH, "onnxruntime", batch_sizes=np.array([1, 2]), concurrency=np.int64(1),
                       iterations=np.int32(3), warmup=np.int64(0), seed=np.uint8(1))
     assert [(r.batch, r.n) for r in result.rows] == [(1, 3), (2, 3)]
+
+
+def test_result_methods_check_their_arguments() -> None:
+    from deploykit.benchmark.memory import PeakRSS
+
+    result = dk.bench(MODEL_PATH, "onnxruntime", iterations=3)
+    for call, pattern in [(lambda: result.to_json(3), r"to_json\(path\) must be a file path .*got 3"),
+                          (lambda: result.to_csv(None), r"to_csv\(path\) must be a file path .*got None"),
+                          (lambda: result.to_csv(""), r"to_csv\(path\) must be a file path .*got ''"),
+                          (lambda: PeakRSS(interval=0), r"interval \(seconds\) must be a number > 0")]:
+        with pytest.raises(dk.InvalidArgument, match=pattern):
+            call()
+    pytest.importorskip("matplotlib", reason="plot needs matplotlib (the 'bench' extra)")
+    with pytest.raises(dk.InvalidArgument, match=r"dpi must be a number > 0, got 'high'"):
+        result.plot().to_png(dpi="high")  # type: ignore[arg-type]
