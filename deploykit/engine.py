@@ -196,6 +196,10 @@ class Engine:
         return a
 
     def _check_outputs(self, outputs: Sequence[str] | str) -> list[str]:
+        if not isinstance(outputs, (str, Sequence)):
+            raise InputMismatch(f"outputs must be an output name or a list of them, got "
+                                f"{type(outputs).__name__} {outputs!r}; the model's outputs are: "
+                                f"{', '.join(map(repr, self._output_names))}")
         names = [outputs] if isinstance(outputs, str) else list(outputs)
         bad = [n for n in names if n not in self._output_set]
         if bad or not names:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import backends as registry
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, InvalidArgument
 from .hostinfo import (
     CpuInfo,
     MemoryInfo,
@@ -251,6 +251,8 @@ _cached: HardwareReport | None = None
 def probe(*, refresh: bool = False) -> HardwareReport:
     """This machine's report, probed on first call and cached for the process (``refresh=True`` redoes it)."""
     global _cached
+    if not isinstance(refresh, bool):
+        raise InvalidArgument(f"refresh must be True or False, got {refresh!r}")
     with _lock:
         if _cached is None or refresh:
             _cached = _probe()

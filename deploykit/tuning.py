@@ -141,6 +141,9 @@ def tune(
     settings = Settings(inputs, shapes, dims, value_ranges, reference, seconds, rtol, atol, cache, progress)
     settings.check()
     arts = open_artifacts(model, check=check, options=options)
+    if hardware is not None and not isinstance(hardware, HardwareReport):
+        raise InvalidArgument(f"hardware must be a HardwareReport (dk.probe()) or None, got "
+                              f"{type(hardware).__name__}")
     hw = hardware if hardware is not None else probe()
     plan = arts.plan(hw, options=options)
     if not plan.candidates:

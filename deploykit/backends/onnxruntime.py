@@ -166,7 +166,9 @@ class OnnxRuntimeBackend(Backend):
                     raise InvalidArgument(f"graph_optimization_level {level!r} is not one of "
                                           f"{', '.join(_OPT_LEVELS)}")
                 level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level.lower()])
-            elif isinstance(level, bool) or not isinstance(level, (int, ort.GraphOptimizationLevel)):
+            elif isinstance(level, bool) or not isinstance(level, (int, ort.GraphOptimizationLevel)) or \
+                    (isinstance(level, int) and level not in {int(v) for v in
+                                                              ort.GraphOptimizationLevel.__members__.values()}):
                 raise InvalidArgument(f"graph_optimization_level must be one of {', '.join(_OPT_LEVELS)} "
                                       f"(or onnxruntime's enum), got {level!r}")
             try:
