@@ -216,6 +216,8 @@ _RULES: list[tuple[str, Replacement]] = [
     (r"\bbatch_sizes \[([^\]]*)\]", lambda m: f"--batch {m[1].replace(' ', '')}"),
     (r"\bgive duration or iterations\b", "give --duration or --iterations"),
     (r"\bshapes, dims and value_ranges\b", "--shape, --dim and --range"),
+    (r"\ba bare array was given\b", "a bare FILE.npy was given"),
+    (r"\bpass a dict name -> array\b", "give each as --input NAME=FILE.npy"),
     # key=value -> --flag=value; a bare key= -> --flag
     *((rf"(?<!-)\b{key}=(?=[\w.'\"\[-])", f"{flag}=") for key, flag in _FLAGS.items()),
     *((rf"(?<!-)\b{key}=", flag) for key, flag in _FLAGS.items()),

@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.output, "--output")
+    feeds = read_inputs(args.input)  # before loading: a bad file fails first (a bare array is the one input)
     with load(args.model, backend=args.backend, threads=args.threads) as engine:
-        feeds = read_inputs(args.input, [s.name for s in engine.inputs]) or {}
-        outputs = engine.run(feeds)
+        outputs = engine.run({} if feeds is None else feeds)
         print(f"ran {engine.source.label} on {engine.backend} ({engine.device})")
         for name, value in outputs.items():
             arr = np.asarray(value)

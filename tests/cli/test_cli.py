@@ -195,3 +195,12 @@ def test_tune_json_names_the_chosen_candidate(capsys: pytest.CaptureFixture[str]
     assert main(["tune", str(MODEL_PATH), "--no-cache", "--seconds", "0.05", "--json", "--no-progress"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["chosen"] is not None and plan["chosen"] == plan["candidates"][0]
+
+
+def test_a_bare_file_for_a_two_input_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx.save(models.dynamic_add(), tmp_path / "add.onnx")
+    np.save(tmp_path / "x.npy", np.ones((2, 3), np.float32))
+    assert main(["run", str(tmp_path / "add.onnx"), "-i", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("deploykit run: error: a bare FILE.npy was given but the model has 2 inputs (x, y); "
+                   "give each as --input NAME=FILE.npy\n")
