@@ -86,8 +86,10 @@ def follow(plan: Plan, label: str, opener: Callable[[Candidate], Engine],
 
 
 def reasons(plan: Plan) -> str:
-    """Every failed and rejected candidate of ``plan`` with its reason, for an error message."""
-    return "; ".join(f"{c.label}: {c.reason}" for c in (*plan.failed, *plan.rejected)) or "(no candidate)"
+    """Every failed and rejected candidate of ``plan`` with its reason, for an error message — less
+    the backends rejected only because they load another format (they were never in the running)."""
+    shown = [c for c in (*plan.failed, *plan.rejected) if not (c.reason or "").startswith("loads ")]
+    return "; ".join(f"{c.label}: {c.reason}" for c in shown) or "(no candidate)"
 
 
 def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any],
@@ -109,10 +111,8 @@ def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any],
         takes = "; ".join(f"{cls.name}: {', '.join(cls.option_names) or '(none)'}" for cls in fits)
         raise UnknownOption(f"no backend that loads {fmt} models takes option(s) {', '.join(unknown)} "
                               f"({takes})")
-    relevant = [c for c in plan.rejected if not (c.reason or "").startswith("loads ")]
     what = "any of its artifacts" if several else "it"
-    raise BackendUnavailable(f"{label}: no backend could run {what} — " + "; ".join(
-        f"{c.label}: {c.reason}" for c in relevant or plan.rejected))
+    raise BackendUnavailable(f"{label}: no backend could run {what} — {reasons(plan)}")
 
 
 def settle(engine: Engine, plan: Plan, cand: Candidate) -> Engine:

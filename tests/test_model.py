@@ -176,3 +176,35 @@ def test_source_metadata(tmp_path: Path) -> None:
 
     assert source.sha256() == hashlib.sha256(file.read_bytes()).hexdigest()
     assert source.size == file.stat().st_size and source.format == "onnx"
+
+
+def test_format_comes_from_the_content_not_the_name(tmp_path: Path) -> None:
+    """An ONNX file named .tflite is an ONNX model; a text or an archive named .tflite/.onnx is
+    refused saying what it looks like."""
+    from deploykit.demo import MODEL_PATH
+
+    onnx_named_tflite = tmp_path / "model.tflite"
+    onnx_named_tflite.write_bytes(MODEL_PATH.read_bytes())
+    assert open_model(onnx_named_tflite).format == "onnx"
+    text = tmp_path / "notes.tflite"
+    text.write_text("hello world!")
+    with pytest.raises(dk.ModelLoadError, match=r"not a TFLite model \(no TFL3 .*\); it looks like text "
+                                                r"\('hello world!'"):
+        open_model(text)
+    archive = tmp_path / "weights.onnx"
+    archive.write_bytes(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(dk.ModelLoadError, match=r"not a model deploykit loads .* a ZIP archive"):
+        open_model(archive)
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(MODEL_PATH.read_bytes()[:300])
+    with pytest.raises(dk.ModelLoadError, match=r"not a valid ONNX file .* truncated or corrupted"):
+        open_model(truncated)
+
+
+def test_metadata_of_an_onnx_model() -> None:
+    from deploykit.demo import MODEL_PATH
+
+    meta = dk.load(MODEL_PATH, backend="numpy").metadata
+    assert meta["producer"] == "deploykit.demo.build_digits" and meta["graph"] == "digits_mlp"
+    assert meta["custom"]["dataset"] == "sklearn.datasets.load_digits"
+    assert meta["opsets"] == {"ai.onnx": 17}
