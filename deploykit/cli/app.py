@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-from ..errors import BackendError, DeployKitError, DeployKitWarning
+from ..errors import BackendError, DeployKitError, DeployKitWarning, InvalidArgument
 from ..version import __version__
 from . import backends, bench, demo, info, probe, run, tune
 from .command import Command
@@ -39,7 +39,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``deploykit`` command; returns the exit code."""
+    """The ``deploykit`` command; returns the exit code. ``argv``: the arguments after the program
+    name, as a list of strings (default: ``sys.argv[1:]``)."""
+    if argv is not None and (isinstance(argv, (str, bytes)) or not all(isinstance(a, str) for a in argv)):
+        raise InvalidArgument(f"argv must be a list of strings (the arguments after 'deploykit'), "
+                              f"got {argv!r}")
     args = build_parser().parse_args(argv)
     prog = f"deploykit {args.command}"
     command = next(c for c in COMMANDS if c.name == args.command)

@@ -204,3 +204,11 @@ def test_a_bare_file_for_a_two_input_model(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert err == ("deploykit run: error: a bare FILE.npy was given but the model has 2 inputs (x, y); "
                    "give each as --input NAME=FILE.npy\n")
+
+
+@pytest.mark.parametrize("argv", ["info model.onnx", ["info", 3]])
+def test_main_takes_a_list_of_strings(argv: object) -> None:
+    import deploykit as dk
+
+    with pytest.raises(dk.InvalidArgument, match="argv must be a list of strings"):
+        main(argv)  # type: ignore[arg-type]
