@@ -7,6 +7,7 @@ backends say the same thing about the same mistake.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Collection
 from typing import Any
@@ -66,7 +67,7 @@ def check_number(value: Any, name: str, *, minimum: float | None = None, above: 
         return None
     kinds: tuple[type, ...] = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     what = "an int" if integer else "a number"
-    ok = isinstance(value, kinds) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    ok = isinstance(value, kinds) and not isinstance(value, (bool, np.bool_)) and math.isfinite(float(value))  # type: ignore[arg-type]
     if ok and minimum is not None and value < minimum:
         ok = False
     if ok and above is not None and not value > above:

@@ -99,6 +99,7 @@ def compare(
     ``tolerances`` overrides entries of ``DEFAULT_TOLERANCES``. Engines given are left open;
     models loaded here are closed.
     """
+    given: list[tuple[str | None, Side]]
     if isinstance(candidates, Mapping):
         given = list(candidates.items())
     elif isinstance(candidates, Sequence) and not isinstance(candidates, (str, bytes)):

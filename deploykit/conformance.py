@@ -110,7 +110,8 @@ def _feeds(engine: Engine, batch: int) -> dict[str, np.ndarray]:
             f"the conformance model's inputs must be float32 with a known rank, got {spec}"
         shape = tuple(batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(spec.shape))
         assert all(isinstance(d, int) for d in shape), f"only the first dimension may be dynamic: {spec}"
-        feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
+        sizes = [int(d) for d in shape if isinstance(d, int)]
+        feeds[spec.name] = rng.standard_normal(sizes).astype(np.float32)
     return feeds
 
 

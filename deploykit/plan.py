@@ -26,8 +26,11 @@ class Gpu(Protocol):
 class Machine(Protocol):
     """What a backend may ask of the machine when it offers candidates (``HardwareReport`` has it)."""
 
-    gpus: Sequence[Gpu]
-    gpu_probe: str
+    @property
+    def gpus(self) -> Sequence[Gpu]: ...
+
+    @property
+    def gpu_probe(self) -> str: ...
 
     def runtime_version(self, runtime: str) -> str | None: ...
 

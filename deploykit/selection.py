@@ -135,8 +135,13 @@ def _priority(name: str) -> int:
 class _NoMachine:
     """A machine nothing is known of: for the device a caller's explicit options imply."""
 
-    gpus: tuple[Any, ...] = ()
-    gpu_probe = "not probed"
+    @property
+    def gpus(self) -> tuple[Any, ...]:
+        return ()
+
+    @property
+    def gpu_probe(self) -> str:
+        return "not probed"
 
     def runtime_version(self, runtime: str) -> str | None:
         return None

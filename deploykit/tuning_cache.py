@@ -34,13 +34,20 @@ from .version import __version__
 class Settings(Protocol):
     """What of ``tuning.Settings`` keys a decision: the inputs, the reference, the tolerances."""
 
-    inputs: Any
-    shapes: Any
-    dims: Any
-    value_ranges: Any
-    reference: Any
-    rtol: float | None
-    atol: float | None
+    @property
+    def inputs(self) -> Any: ...
+    @property
+    def shapes(self) -> Any: ...
+    @property
+    def dims(self) -> Any: ...
+    @property
+    def value_ranges(self) -> Any: ...
+    @property
+    def reference(self) -> Any: ...
+    @property
+    def rtol(self) -> float | None: ...
+    @property
+    def atol(self) -> float | None: ...
 
 log = logging.getLogger("deploykit")
 
