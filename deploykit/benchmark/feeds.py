@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputMismatch, InvalidArgument
+from ..engine import feeds_from
+from ..errors import InvalidArgument
 from ..model import ModelSource
 from ..spec import TensorSpec, dtype_name
 from ..synth import DEFAULT_BATCH, ValueRange, batch_dims, synthesize
@@ -82,13 +83,8 @@ def _first_dim(specs: list[TensorSpec], inputs: Mapping[str, Any] | np.ndarray |
 
 
 def as_feeds(specs: list[TensorSpec], inputs: Mapping[str, Any] | np.ndarray) -> dict[str, Any]:
-    """``inputs`` as a dict; a bare array is the one input of a one-input model."""
-    if isinstance(inputs, Mapping):
-        return dict(inputs)
-    if len(specs) != 1:
-        raise InputMismatch(f"a bare array was given as inputs but the model has {len(specs)} "
-                            f"inputs ({', '.join(s.name for s in specs)}); pass a dict name -> array")
-    return {specs[0].name: inputs}
+    """``inputs`` as a dict; a bare array is the one input of a one-input model (the engine's rule)."""
+    return feeds_from(inputs, specs)
 
 
 def make_feeds(specs: list[TensorSpec], batches: list[int],
