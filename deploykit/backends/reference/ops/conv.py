@@ -20,7 +20,7 @@ _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 #: fresh multi-megabyte allocations cost page faults that rival the arithmetic
 _SCRATCH_LIMIT = 8 << 20
 _BLOCK = 4 << 20  # bytes of im2col columns built (and multiplied) at a time
-_PLAN_CACHE = 64  # per node: geometry plans kept for this many input shapes
+_GEOMETRY_CACHE = 64  # per node: geometries kept for this many input shapes
 _tls = threading.local()
 
 
@@ -61,12 +61,12 @@ def _scratch(slot: int, shape: Ints, dtype: np.dtype) -> Array:
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def _cached(plans: dict[Any, Any], key: Any, build: Any) -> Any:
-    value = plans.get(key)
+def _cached(geometries: dict[Any, Any], key: Any, build: Any) -> Any:
+    value = geometries.get(key)
     if value is None:
-        if len(plans) >= _PLAN_CACHE:
-            plans.clear()
-        value = plans[key] = build(*key)
+        if len(geometries) >= _GEOMETRY_CACHE:
+            geometries.clear()
+        value = geometries[key] = build(*key)
     return value
 
 
@@ -171,9 +171,9 @@ def conv(node: Node) -> Kernel:
     attr_s, attr_d, attr_p = node.attr("strides"), node.attr("dilations"), node.attr("pads")
     w_const = node.const(1)
     fixed = _ConvWeights(w_const, node.const(2), group) if w_const is not None else None
-    plans: dict[tuple[Ints, Ints], Any] = {}
+    geometries: dict[tuple[Ints, Ints], Any] = {}
 
-    def plan(xshape: Ints, wshape: Ints) -> tuple[Ints, _Phases | None, Index | None]:
+    def geometry(xshape: Ints, wshape: Ints) -> tuple[Ints, _Phases | None, Index | None]:
         nsp = len(xshape) - 2
         if nsp < 1 or len(wshape) != nsp + 2 or xshape[1] != wshape[1] * group:
             raise ValueError(f"Conv: input {xshape} does not match weights {wshape} (group={group})")
@@ -186,7 +186,7 @@ def conv(node: Node) -> Kernel:
         return out, _Phases(tuple(xshape[2:]), k, s, d, begin, out), None
 
     def kernel(x: Array, w: Array, b: Array | None = None) -> Array:
-        out, phases, stride = _cached(plans, (x.shape, w.shape), plan)
+        out, phases, stride = _cached(geometries, (x.shape, w.shape), geometry)
         wts = fixed if fixed is not None else _ConvWeights(w, b, group)
         xc = x if x.dtype == wts.dtype else x.astype(wts.dtype)
         if phases is None:
@@ -297,6 +297,35 @@ def _transpose_geometry(mode: str, sp: Ints, k: Ints, s: Ints, d: Ints, pads: In
     return begin, tuple(f - b - e for f, b, e in zip(full, begin, end))
 
 
+def _transpose_layout(mode: str, attrs: dict[str, Any], xshape: Ints,
+                      wshape: Ints) -> tuple[Ints, list[Index], Index | None, bool]:
+    """ConvTranspose's layout for one input and weight shape: the buffer's size, each kernel
+    position's window in it, the crop to the output (None: the whole buffer), and whether the
+    windows tile the buffer."""
+    nsp = len(xshape) - 2
+    if nsp < 1 or len(wshape) != nsp + 2 or xshape[1] != wshape[0]:
+        raise ValueError(f"ConvTranspose: input {xshape} does not match weights {wshape}")
+    k, sp = tuple(wshape[2:]), tuple(xshape[2:])
+    s, d = _ints(attrs["strides"], nsp, 1, "strides"), _ints(attrs["dilations"], nsp, 1, "dilations")
+    out_pad = _ints(attrs["output_padding"], nsp, 0, "output_padding")
+    shape = attrs["output_shape"]
+    out_shape = tuple(int(v) for v in shape[-nsp:]) if shape is not None and len(shape) else None
+    begin, out = _transpose_geometry(mode, sp, k, s, d, _ints(attrs["pads"], 2 * nsp, 0, "pads"),
+                                     out_pad, out_shape)
+    if any(o <= 0 for o in out):
+        raise ValueError(f"ConvTranspose: empty output {out}")
+    full = tuple(si * (i - 1) + (ki - 1) * di + 1 for si, i, ki, di in zip(s, sp, k, d))
+    lo = tuple(min(0, b) for b in begin)
+    size = tuple(max(f, b + o) - lw for f, b, o, lw in zip(full, begin, out, lo))
+    crop: Index | None = (Ellipsis, *(slice(b - lw, b - lw + o) for b, lw, o in zip(begin, lo, out)))
+    if size == out:
+        crop = None
+    # each kernel position adds its (N, M, *input) block onto a strided window of the buffer;
+    # with stride == kernel (no dilation) the windows tile it: plain copies, no zeroing
+    tiled = d == (1,) * nsp and s == k and size == full and not any(lo)
+    return size, _windows(k, d, s, sp, lo), crop, tiled
+
+
 @register("ConvTranspose", 1, 11, 22)
 def conv_transpose(node: Node) -> Kernel:
     group = int(node.attr("group", 1))
@@ -311,34 +340,13 @@ def conv_transpose(node: Node) -> Kernel:
 
     w_const = node.const(1)
     fixed = prepare(w_const) if w_const is not None else None
-    plans: dict[tuple[Ints, Ints], Any] = {}
+    geometries: dict[tuple[Ints, Ints], Any] = {}
 
-    def plan(xshape: Ints, wshape: Ints) -> Any:
-        nsp = len(xshape) - 2
-        if nsp < 1 or len(wshape) != nsp + 2 or xshape[1] != wshape[0]:
-            raise ValueError(f"ConvTranspose: input {xshape} does not match weights {wshape}")
-        k, sp = tuple(wshape[2:]), tuple(xshape[2:])
-        s, d = _ints(attrs["strides"], nsp, 1, "strides"), _ints(attrs["dilations"], nsp, 1, "dilations")
-        out_pad = _ints(attrs["output_padding"], nsp, 0, "output_padding")
-        shape = attrs["output_shape"]
-        out_shape = tuple(int(v) for v in shape[-nsp:]) if shape is not None and len(shape) else None
-        begin, out = _transpose_geometry(mode, sp, k, s, d, _ints(attrs["pads"], 2 * nsp, 0, "pads"),
-                                         out_pad, out_shape)
-        if any(o <= 0 for o in out):
-            raise ValueError(f"ConvTranspose: empty output {out}")
-        full = tuple(si * (i - 1) + (ki - 1) * di + 1 for si, i, ki, di in zip(s, sp, k, d))
-        lo = tuple(min(0, b) for b in begin)
-        size = tuple(max(f, b + o) - lw for f, b, o, lw in zip(full, begin, out, lo))
-        crop: Index | None = (Ellipsis, *(slice(b - lw, b - lw + o) for b, lw, o in zip(begin, lo, out)))
-        if size == out:
-            crop = None
-        # each kernel position adds its (N, M, *input) block onto a strided window of the buffer;
-        # with stride == kernel (no dilation) the windows tile it: plain copies, no zeroing
-        tiled = d == (1,) * nsp and s == k and size == full and not any(lo)
-        return size, _windows(k, d, s, sp, lo), crop, tiled
+    def geometry(xshape: Ints, wshape: Ints) -> Any:
+        return _transpose_layout(mode, attrs, xshape, wshape)
 
     def kernel(x: Array, w: Array, b: Array | None = None) -> Array:
-        size, windows, crop, tiled = _cached(plans, (x.shape, w.shape), plan)
+        size, windows, crop, tiled = _cached(geometries, (x.shape, w.shape), geometry)
         mat = fixed if fixed is not None else prepare(w)
         n, c, sp, m = x.shape[0], x.shape[1], x.shape[2:], w.shape[1] * group
         xc = x if x.dtype == mat.dtype else x.astype(mat.dtype)

@@ -285,11 +285,11 @@ def average_pool(node: Node) -> Kernel:
         uniform = all((c == c[0]).all() for c in counts) and all(c[0] == k for c, k in zip(counts, w.kernel))
         return g, None if uniform else counts
 
-    plan = _shape_cache(build)
+    geometry_of = _shape_cache(build)
     divisors: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
 
     def kernel(x: np.ndarray) -> np.ndarray:
-        g, counts = plan(x.shape[2:])
+        g, counts = geometry_of(x.shape[2:])
         ct = _compute_dtype(x.dtype)
         y = _reduce(x.astype(ct, copy=False), w, g, np.add, 0)
         if counts is None:

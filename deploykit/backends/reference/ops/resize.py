@@ -45,7 +45,9 @@ class _Axis:
 
 
 @dataclass
-class _Plan:
+class _Tables:
+    """How one input shape is resized: the output shape and the axes that change, shrinking first."""
+
     shape: tuple[int, ...]
     axes: list[_Axis]
 
@@ -115,8 +117,8 @@ def _weights(m: _Mode, x: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndar
     return (base[:, None] + offsets).astype(np.int64), w
 
 
-def _axis_plan(m: _Mode, axis: int, length: int, out: int, scale: float, roi: tuple[float, float]
-               ) -> _Axis | None:
+def _axis_tables(m: _Mode, axis: int, length: int, out: int, scale: float, roi: tuple[float, float]
+                 ) -> _Axis | None:
     """How to resample one axis, or None when it maps onto itself."""
     x = _coords(m, length, out, scale, *roi, np.float32 if m.mode == "nearest" else np.float64)
     outside = None
@@ -175,8 +177,8 @@ def _targets(m: _Mode, shape: tuple[int, ...], scales: np.ndarray | None, sizes:
     return out, factor
 
 
-def _plan(m: _Mode, shape: tuple[int, ...], roi: np.ndarray | None, scales: np.ndarray | None,
-          sizes: np.ndarray | None) -> _Plan:
+def _tables(m: _Mode, shape: tuple[int, ...], roi: np.ndarray | None, scales: np.ndarray | None,
+            sizes: np.ndarray | None) -> _Tables:
     r = len(shape)
     out, factor = _targets(m, shape, scales, sizes)
     box = [(0.0, 1.0)] * r
@@ -187,10 +189,10 @@ def _plan(m: _Mode, shape: tuple[int, ...], roi: np.ndarray | None, scales: np.n
             raise ValueError(f"Resize: roi has {len(values)} values for {len(axes)} axes")
         for i, a in enumerate(axes):
             box[a] = (values[i], values[i + len(axes)])
-    plans = [_axis_plan(m, a, shape[a], out[a], factor[a], box[a]) for a in range(r)]
-    todo = [p for p in plans if p is not None]
+    per_axis = [_axis_tables(m, a, shape[a], out[a], factor[a], box[a]) for a in range(r)]
+    todo = [p for p in per_axis if p is not None]
     todo.sort(key=lambda p: out[p.axis] / max(shape[p.axis], 1))  # shrink first: less data after
-    return _Plan(tuple(out), todo)
+    return _Tables(tuple(out), todo)
 
 
 def _gather(x: np.ndarray, axes: list[_Axis]) -> np.ndarray:
@@ -241,22 +243,22 @@ def _resample(y: np.ndarray, p: _Axis, dense: bool) -> np.ndarray:
     return res
 
 
-def _run(m: _Mode, plan: _Plan, x: np.ndarray) -> np.ndarray:
-    if 0 in plan.shape or 0 in x.shape:
-        return np.zeros(plan.shape, dtype=x.dtype)
-    if not plan.axes:
+def _run(m: _Mode, tables: _Tables, x: np.ndarray) -> np.ndarray:
+    if 0 in tables.shape or 0 in x.shape:
+        return np.zeros(tables.shape, dtype=x.dtype)
+    if not tables.axes:
         return x.copy()
     if m.mode == "nearest":
-        y = _gather(x, plan.axes)
+        y = _gather(x, tables.axes)
     else:
         wide = x.dtype == np.float64 or (x.dtype.kind in "iu" and x.dtype.itemsize >= 4)
         ct = np.dtype(np.float64 if wide else np.float32)
         y = x.astype(ct, copy=False)
         finite = y.dtype.kind == "f" and bool(np.isfinite(y).all())
-        for p in plan.axes:
+        for p in tables.axes:
             assert p.taps is not None
             y = _resample(y, p, finite and y.shape[p.axis] <= _DENSE_PER_TAP * p.taps.shape[1])
-    for p in plan.axes:
+    for p in tables.axes:
         if p.outside is not None:
             where = p.outside.reshape((-1,) + (1,) * (y.ndim - 1 - p.axis))
             np.copyto(y, np.asarray(m.extrapolation).astype(y.dtype), where=where)
@@ -269,8 +271,8 @@ def _run(m: _Mode, plan: _Plan, x: np.ndarray) -> np.ndarray:
 
 
 def _kernel(m: _Mode) -> Any:
-    """A function (x, roi, scales, sizes) -> y that caches its plan per shape and parameters."""
-    cache: dict[tuple[Any, ...], _Plan] = {}
+    """A function (x, roi, scales, sizes) -> y that caches its tables per shape and parameters."""
+    cache: dict[tuple[Any, ...], _Tables] = {}
 
     def key(a: np.ndarray | None) -> bytes | None:
         return None if a is None else np.asarray(a).tobytes()
@@ -278,13 +280,13 @@ def _kernel(m: _Mode) -> Any:
     def run(x: np.ndarray, roi: np.ndarray | None, scales: np.ndarray | None,
             sizes: np.ndarray | None) -> np.ndarray:
         k = (x.shape, key(roi), key(scales), key(sizes))
-        plan = cache.get(k)
-        if plan is None:
+        tables = cache.get(k)
+        if tables is None:
             if len(cache) > 32:
                 cache.clear()
             arrays = [None if a is None else np.asarray(a) for a in (roi, scales, sizes)]
-            plan = cache[k] = _plan(m, x.shape, *arrays)
-        return _run(m, plan, x)
+            tables = cache[k] = _tables(m, x.shape, *arrays)
+        return _run(m, tables, x)
 
     return run
 

@@ -13,6 +13,8 @@ from ..registry import Kernel, Node, register
 Act = Callable[[np.ndarray], np.ndarray]
 # (per-direction input weights, bias added to the projected input, per-direction R^T, extra bias)
 Prepared = tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]
+#: one timestep: (xw_t, h, c, R^T, extra bias, activations, peepholes) -> (h, c)
+Step = Callable[..., tuple[np.ndarray, np.ndarray | None]]
 
 #: activation -> (uses alpha, uses beta, default alpha, default beta); defaults follow the ONNX ops
 _ACT_PARAMS: dict[str, tuple[bool, bool, float, float]] = {
@@ -142,62 +144,89 @@ class _Recurrent:
     def clipped(self, x: np.ndarray) -> np.ndarray:
         return x if self.clip is None else np.clip(x, -self.clip, self.clip, out=x)
 
-    def run(self, step: Callable[..., tuple[np.ndarray, np.ndarray | None]], x: np.ndarray,
-            w: np.ndarray, r: np.ndarray, b: np.ndarray | None, seq_lens: np.ndarray | None,
-            states: list[np.ndarray | None], extras: list[np.ndarray | None]) -> tuple[Any, ...]:
+    def run(self, step: Step, x: np.ndarray, w: np.ndarray, r: np.ndarray, b: np.ndarray | None,
+            seq_lens: np.ndarray | None, states: list[np.ndarray | None],
+            extras: list[np.ndarray | None]) -> tuple[Any, ...]:
         """Run ``step(xw_t, h, c, rt, extra, acts, peep) -> (h, c)`` over time in each direction.
         ``states`` are the initial states (h[, c]) as given, ``extras`` per-direction constants.
         Like onnxruntime, a batch entry of sequence length 0 gets zero final states."""
-        dt = x.dtype
         if self.layout:
             x = x.swapaxes(0, 1)
             states = [None if s is None else s.swapaxes(0, 1) for s in states]
-        steps, batch, n_in = x.shape
-        w_all, bias, rts, extra = self.cached or self.prepare(w, r, b)
-        hidden = rts[0].shape[0]
-        xw = (x.reshape(steps * batch, n_in) @ w_all.astype(dt, copy=False))
-        xw = xw.reshape(steps, batch, self.nd, w_all.shape[1] // self.nd)
-        xw += bias.astype(dt, copy=False)
-        lens: np.ndarray | None = None
-        if seq_lens is not None:
-            lens = np.minimum(np.asarray(seq_lens, np.int64).reshape(-1), steps)
-            if bool(np.all(lens == steps)):
-                lens = None
-        mask = None if lens is None else (np.arange(steps)[:, None] < lens[None, :])[..., None]
-        y = np.empty((steps, self.nd, batch, hidden), dt) if self.want[0] else None
+        steps, batch = x.shape[:2]
+        prepared = self.cached or self.prepare(w, r, b)
+        xw = self.projected(x, prepared)
+        lens = _lengths(seq_lens, steps)
+        hidden = prepared[2][0].shape[0]
+        y = np.empty((steps, self.nd, batch, hidden), x.dtype) if self.want[0] else None
         finals: list[list[np.ndarray]] = [[] for _ in states]
         for d in range(self.nd):
-            xs = xw[:, :, d]
-            backward = d == 1 or self.direction == "reverse"
-            if backward:
-                xs = _reverse_within(xs, lens)
-            cur = [np.zeros((batch, hidden), dt) if s is None else s[d].astype(dt) for s in states]
-            out = np.empty((steps, batch, hidden), dt) if y is not None else None  # all written
-            rt = rts[d].astype(dt, copy=False)
-            ex = None if extra is None else extra[d].astype(dt, copy=False)
-            peep = extras[d] if extras else None
-            acts = self.acts[d]
-            for t in range(steps):
-                h, c = step(xs[t], cur[0], cur[1] if len(cur) > 1 else None, rt, ex, acts, peep)
-                new = [h] if c is None else [h, c]
-                if mask is not None:
-                    m = mask[t]
-                    new = [np.where(m, n, o) for n, o in zip(new, cur)]
-                    if out is not None:
-                        out[t] = np.where(m, h, 0)
-                elif out is not None:
-                    out[t] = h
-                cur = new
+            initial = [np.zeros((batch, hidden), x.dtype) if s is None else s[d].astype(x.dtype)
+                       for s in states]
+            out, last = self.direction_run(step, d, xw[:, :, d], prepared, lens, initial,
+                                           extras[d] if extras else None, y is not None)
             if y is not None and out is not None:
-                y[:, d] = _reverse_within(out, lens) if backward else out
-            for i, s in enumerate(cur):
+                y[:, d] = out
+            for i, s in enumerate(last):
                 finals[i].append(s if lens is None else np.where(lens[:, None] > 0, s, 0))
-        results: list[Any] = [y] + [np.stack(f) for f in finals]
+        return self.results(y, [np.stack(f) for f in finals])
+
+    def projected(self, x: np.ndarray, prepared: Prepared) -> np.ndarray:
+        """X @ W^T + bias for every timestep and direction at once: (steps, batch, nd, gates*hidden)."""
+        w_all, bias = prepared[0], prepared[1]
+        steps, batch, n_in = x.shape
+        xw = x.reshape(steps * batch, n_in) @ w_all.astype(x.dtype, copy=False)
+        xw = xw.reshape(steps, batch, self.nd, w_all.shape[1] // self.nd)
+        xw += bias.astype(x.dtype, copy=False)
+        return xw
+
+    def direction_run(self, step: Step, d: int, xs: np.ndarray, prepared: Prepared,
+                      lens: np.ndarray | None, cur: list[np.ndarray], peep: np.ndarray | None,
+                      want_y: bool) -> tuple[np.ndarray | None, list[np.ndarray]]:
+        """Direction ``d`` over time from states ``cur``: its outputs (time order, None unless
+        ``want_y``) and final states. Past a batch entry's length, states stop changing and
+        outputs are zero."""
+        dt = xs.dtype
+        backward = d == 1 or self.direction == "reverse"
+        if backward:
+            xs = _reverse_within(xs, lens)
+        steps, batch = xs.shape[:2]
+        mask = None if lens is None else (np.arange(steps)[:, None] < lens[None, :])[..., None]
+        out = np.empty((steps, batch, cur[0].shape[1]), dt) if want_y else None  # all written
+        rt = prepared[2][d].astype(dt, copy=False)
+        extra = prepared[3]
+        ex = None if extra is None else extra[d].astype(dt, copy=False)
+        acts = self.acts[d]
+        for t in range(steps):
+            h, c = step(xs[t], cur[0], cur[1] if len(cur) > 1 else None, rt, ex, acts, peep)
+            new = [h] if c is None else [h, c]
+            if mask is not None:
+                new = [np.where(mask[t], n, o) for n, o in zip(new, cur)]
+                if out is not None:
+                    out[t] = np.where(mask[t], h, 0)
+            elif out is not None:
+                out[t] = h
+            cur = new
+        if out is not None and backward:
+            out = _reverse_within(out, lens)
+        return out, cur
+
+    def results(self, y: np.ndarray | None, finals: list[np.ndarray]) -> tuple[Any, ...]:
+        """(Y, Y_h[, Y_c]) in the node's layout, None for outputs the node does not name."""
+        results: list[Any] = [y, *finals]
         if self.layout:
             if y is not None:
                 results[0] = np.ascontiguousarray(y.transpose(2, 0, 1, 3))
             results[1:] = [np.ascontiguousarray(s.swapaxes(0, 1)) for s in results[1:]]
         return tuple(res if want else None for res, want in zip(results, self.want))
+
+
+def _lengths(seq_lens: np.ndarray | None, steps: int) -> np.ndarray | None:
+    """Each batch entry's sequence length capped at ``steps``; None when all are ``steps``."""
+    if seq_lens is None:
+        return None
+    lens = np.minimum(np.asarray(seq_lens, np.int64).reshape(-1), steps)
+    return None if bool(np.all(lens == steps)) else lens
 
 
 @register("RNN", 1, 7, 14, 22)
