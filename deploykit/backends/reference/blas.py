@@ -37,6 +37,10 @@ class BlasPool:
         per_thread = any(getattr(lib, "threading_layer", "") == "openmp" for lib in libraries)
         self._state: _Shared = _PerThread() if per_thread else _Shared()
         self._lock = threading.Lock()
+        # threadpoolctl >= 3.8 lets one thread at a time size a process-wide OpenBLAS pool (the
+        # first to try, for as long as it lives); the role is given back after each change so
+        # that the next run may start on any thread.
+        self._releases = [getattr(type(lib), "clear_controlling_thread", None) for lib in libraries]
 
     def describe(self) -> str | None:
         """E.g. ``"openblas 0.3.31 (pthreads)"``; None when no library is controlled."""
@@ -51,8 +55,8 @@ class BlasPool:
         with self._lock:
             state = self._state
             if state.active == 0 and self.libraries:
-                current = [lib.num_threads for lib in self.libraries]
-                if any(n != size for n in current):
+                current = [lib.get_num_threads() for lib in self.libraries]
+                if current != [size] * len(current):
                     self._set([size] * len(current))
                     state.saved = current
             state.active += 1
@@ -75,17 +79,13 @@ class BlasPool:
                 return [size] * len(self.libraries)
         self.enter(size)
         try:
-            return [int(lib.num_threads) for lib in self.libraries]
+            return [int(lib.get_num_threads()) for lib in self.libraries]
         finally:
             self.leave()
 
     def _set(self, sizes: list[int]) -> None:
-        for lib, n in zip(self.libraries, sizes):
+        for lib, n, release in zip(self.libraries, sizes, self._releases):
             lib.set_num_threads(n)
-            # threadpoolctl >= 3.8 lets one thread at a time size a process-wide OpenBLAS pool
-            # (the first to try, for as long as it lives); give the role back after each change
-            # so that the next run may start on any thread.
-            release = getattr(type(lib), "clear_controlling_thread", None)
             if release is not None:
                 release()
 

@@ -65,6 +65,9 @@ class FakeLibrary:
         self.threading_layer = threading_layer
         self.calls: list[int] = []
 
+    def get_num_threads(self) -> int:
+        return self.num_threads
+
     def set_num_threads(self, n: int) -> None:
         self.calls.append(n)
         self.num_threads = n
