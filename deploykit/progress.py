@@ -23,8 +23,8 @@ def progress_fn(progress: bool | ProgressFn | None, desc: str) -> ProgressFn | N
 
     ``progress``: None shows a bar when stderr is a terminal or the code runs in a Jupyter kernel;
     True always shows one, False never; a callable is used as given. ``desc`` names the work on the
-    bar (``"bench"``, ``"tune"``). In a notebook the bar is ``tqdm.auto``'s (a widget) when tqdm is
-    installed; elsewhere it is :class:`TextBar` on stderr.
+    bar (``"deploykit bench"``, ``"deploykit tune"``). In a notebook the bar is an :class:`HtmlBar` in
+    the cell's output; elsewhere it is :class:`TextBar` on stderr.
     """
     if callable(progress):
         return progress
@@ -94,24 +94,36 @@ class TextBar:
         out.flush()
 
 
+class HtmlBar:
+    """A progress bar in a notebook cell's output: an HTML ``<progress>`` element updated in place
+    (IPython's ``display(..., display_id=True)``), so no widget library is needed, nothing goes to
+    stderr (no red box), and the final state stays in a saved notebook or its HTML export."""
+
+    def __init__(self, desc: str, display: Callable[..., Any], html: Callable[[str], Any]) -> None:
+        self.desc, self._display, self._html = desc, display, html
+        self._handle: Any = None
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        import html as escape
+
+        done = min(done, total)
+        state = "done" if done >= total else escape.escape(label[:80])
+        text = (f"<div style='font-family:monospace'><b>{escape.escape(self.desc)}</b> "
+                f"<progress value='{done}' max='{max(total, 1)}' style='width:220px'></progress> "
+                f"{done}/{total} &nbsp;{state}</div>")
+        if self._handle is None:
+            self._handle = self._display(self._html(text), display_id=True)
+        else:
+            self._handle.update(self._html(text))
+
+
 def _notebook_bar(desc: str) -> ProgressFn | None:
-    """A ``tqdm.auto`` bar (an HTML widget in Jupyter), or None when tqdm is not installed."""
+    """An :class:`HtmlBar` through IPython's display machinery (loaded, since a kernel runs)."""
     try:
-        from tqdm.auto import tqdm
+        from IPython.display import HTML, display
     except ImportError:
         return None
-    bars: list[Any] = []
-
-    def show(done: int, total: int, label: str) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc=desc, unit="step", leave=True))
-        bar = bars[0]
-        bar.n = min(done, total)
-        bar.set_postfix_str(label[:60], refresh=True)
-        if done >= total:
-            bar.close()
-
-    return show
+    return HtmlBar(desc, display, HTML)
 
 
-__all__ = ["ProgressFn", "TextBar", "in_notebook", "progress_fn"]
+__all__ = ["HtmlBar", "ProgressFn", "TextBar", "in_notebook", "progress_fn"]

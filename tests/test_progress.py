@@ -9,7 +9,7 @@ import types
 import pytest
 
 import deploykit as dk
-from deploykit.progress import TextBar, in_notebook, progress_fn
+from deploykit.progress import HtmlBar, TextBar, in_notebook, progress_fn
 
 
 class _Tty(io.StringIO):
@@ -48,16 +48,35 @@ def test_bad_progress_values(bad: object) -> None:
 
 
 def test_in_a_notebook_a_bar_shows_by_default(fake_kernel: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("tqdm", reason="the notebook bar is tqdm.auto's")
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
     assert in_notebook()
     bar = progress_fn(None, "bench")
-    assert bar is not None and not isinstance(bar, TextBar)  # tqdm.auto (a widget when ipywidgets is there)
+    assert bar is not None  # an HtmlBar where IPython.display imports, else the text bar
     bar(0, 2, "numpy batch=1 concurrency=1")
-    bar(1, 2, "numpy batch=8 concurrency=1")
     bar(2, 2, "done")
     assert progress_fn(False, "bench") is None
+
+
+def test_html_bar_updates_one_output_in_place() -> None:
+    """The notebook bar: one display, updated — nothing on stderr, the last state kept."""
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, obj: str) -> None:
+            shown.append(obj)
+
+    def display(obj: str, display_id: bool) -> Handle:
+        assert display_id is True
+        shown.append(obj)
+        return Handle()
+
+    bar = HtmlBar("deploykit tune", display, lambda text: text)
+    bar(0, 3, "loading <numpy>")
+    bar(1, 3, "timing")
+    bar(3, 3, "done")
+    assert len(shown) == 3 and "<progress value='0' max='3'" in shown[0] and "&lt;numpy&gt;" in shown[0]
+    assert "<progress value='3' max='3'" in shown[-1] and "3/3" in shown[-1] and "done" in shown[-1]
 
 
 def test_no_notebook_without_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

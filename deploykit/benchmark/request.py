@@ -86,7 +86,7 @@ def check_request(model: Any, backends: Any, *, batch_sizes: Any, concurrency: A
         raise InvalidArgument("shapes, dims and value_ranges shape made-up inputs; with inputs= "
                               "given, leave them out")
     seed = check_number(seed, "seed", minimum=0, integer=True)
-    bar = progress_fn(progress, "bench")
+    bar = progress_fn(progress, "deploykit bench")
     _check_backends_type(backends)
     load_options = _check_options(options)
 
