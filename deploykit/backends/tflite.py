@@ -9,6 +9,11 @@ A TFLite interpreter is not thread-safe, so the adapter keeps a pool of interpre
 an idle one (or creates one, up to ``pool``; else waits for one) and gives it back, so concurrent
 calls never share one. ``pool`` defaults to usable CPUs // ``threads``: one interpreter using
 every CPU by default (calls take turns), one per CPU with ``threads=1``.
+
+The runtime's C++ logger writes start-up chatter to fd 2 (``INFO: Created TensorFlow Lite XNNPACK
+delegate for CPU.``): interpreter creation and first allocation run inside
+:func:`runtime_chatter.silenced`, which logs it at DEBUG here and passes any other output through;
+``DEPLOYKIT_LOG_RUNTIME=1`` lets the runtime print it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ..errors import (
 from ..hostinfo import usable_cpus
 from ..model import ModelSource
 from ..spec import Quantization, TensorSpec, normalize_dim
+from . import runtime_chatter
 from .base import Backend
 
 log = logging.getLogger("deploykit.backends.tflite")
@@ -89,7 +95,8 @@ def _find_runtime() -> Runtime:
         try:
             mod = importlib.import_module(f"{top}.interpreter")
             version = str(getattr(importlib.import_module(top), "__version__", "?"))
-            mod.Interpreter(model_content=_PROBE)
+            with runtime_chatter.silenced(log):
+                mod.Interpreter(model_content=_PROBE)
             return Runtime(package, version, mod)
         except Exception as e:  # ImportError, or SystemError/AttributeError from a broken build
             reasons.append(f"{package}: {_explain_import_error(e)}")
@@ -99,7 +106,8 @@ def _find_runtime() -> Runtime:
         try:
             tf = importlib.import_module("tensorflow")
             lite = _TFLite(tf.lite.Interpreter, tf.lite.experimental)
-            lite.Interpreter(model_content=_PROBE)
+            with runtime_chatter.silenced(log):
+                lite.Interpreter(model_content=_PROBE)
             return Runtime("tensorflow", str(tf.__version__), lite)
         except Exception as e:
             reasons.append(f"tensorflow: {_explain_import_error(e)}")
@@ -236,8 +244,9 @@ class TFLiteBackend(Backend):
         where = {"model_path": self._path} if self._path is not None \
             else {"model_content": self._content}
         try:
-            return mod.Interpreter(**where, num_threads=self.threads,
-                                   experimental_op_resolver_type=resolver)
+            with runtime_chatter.silenced(log):
+                return mod.Interpreter(**where, num_threads=self.threads,
+                                       experimental_op_resolver_type=resolver)
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"{self._label}: {self._runtime.package} {self._runtime.version} "
                                  f"cannot load it: {first_line(e)}") from e
@@ -312,13 +321,14 @@ class TFLiteBackend(Backend):
         if slot.allocated:
             slot.allocate(self._subgraph)
             return
-        try:
-            slot.allocate(-1)  # the primary subgraph, after the delegates are applied
-        except Exception:
-            if self._subgraph == 0:
-                raise
-        if self._subgraph != 0:  # a signature on another subgraph: allocate it too
-            slot.allocate(self._subgraph)
+        with runtime_chatter.silenced(log):  # the delegates are created now, and say so on fd 2
+            try:
+                slot.allocate(-1)  # the primary subgraph, after the delegates are applied
+            except Exception:
+                if self._subgraph == 0:
+                    raise
+            if self._subgraph != 0:  # a signature on another subgraph: allocate it too
+                slot.allocate(self._subgraph)
         slot.allocated = True
 
     def _allocate_at_load(self, slot: _Slot) -> bool:

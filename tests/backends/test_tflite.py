@@ -1,10 +1,13 @@
 """The LiteRT adapter: parity with the interpreter on the real zoo, signatures, dynamic shapes,
-quantized I/O, custom ops, threads and XNNPACK, concurrency, and a missing runtime explained."""
+quantized I/O, custom ops, threads and XNNPACK, concurrency, a missing runtime explained, and the
+runtime's start-up chatter on stderr silenced (in subprocesses, so that fd 2 is really observed)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +334,222 @@ def test_mutated_models_never_crash(build) -> None:
             outcome = type(e).__name__
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert sum(outcomes.values()) == 150 and outcomes.get("ModelLoadError", 0) > 0
+
+
+# -- the runtime's own stderr ---------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+XNNPACK_LINE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+def _python(code: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (LiteRT prints its line once per process) with its own
+    temporary folder; stdout and stderr are pipes, so what reaches fd 2 is what comes back."""
+    environ = {k: v for k, v in os.environ.items() if k != "DEPLOYKIT_LOG_RUNTIME"}
+    environ.update(env, TMPDIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=240, cwd=ROOT, env=environ)
+
+
+_LOAD = """
+    import logging, sys
+    import numpy as np
+    import deploykit as dk
+    from tests.backends import tflite_models as tm
+    logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(name)s %(message)s")
+    logging.getLogger("deploykit.backends.tflite").setLevel(logging.DEBUG)
+    engine = dk.load(tm.dynamic_add(), backend="tflite")
+    x = np.ones((2, 3), np.float32)
+    print("sum", engine.run({"x": x, "y": x})["z"].sum(), "xnnpack", engine.info["xnnpack"])
+"""
+
+
+def test_a_load_prints_nothing_on_stderr_by_default(tmp_path: Path) -> None:
+    proc = _python(_LOAD, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "sum 12.0 xnnpack True" in proc.stdout  # XNNPACK was created: its line was due
+    # not lost: it went to deploykit's logger at DEBUG
+    assert f"deploykit.backends.tflite runtime: {XNNPACK_LINE}" in proc.stdout.splitlines()
+    assert not list(tmp_path.iterdir())  # the capture file is removed at exit
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_log_runtime_setting_gives_the_runtime_its_stderr_back(value: str, tmp_path: Path) -> None:
+    proc = _python(_LOAD, tmp_path, DEPLOYKIT_LOG_RUNTIME=value)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [XNNPACK_LINE]
+    assert "runtime:" not in proc.stdout  # nothing captured, nothing to log
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_runtime_error_during_creation_is_still_reported(tmp_path: Path) -> None:
+    """A missing custom op fails inside the silenced window: its ModelLoadError names the op, the
+    process's fd 2 is back afterwards, and the next (good) load is silent again."""
+    proc = _python("""
+        import os
+        import deploykit as dk
+        from tests.backends import tflite_models as tm
+        for dynamic in (False, True):
+            try:
+                dk.load(tm.custom_op(dynamic=dynamic), backend="tflite")
+            except dk.ModelLoadError as e:
+                print(type(e).__name__, e)
+        os.write(2, b"fd 2 is back\\n")
+        dk.load(tm.quantized_double(), backend="tflite")
+        os.write(2, b"end\\n")
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(f"uses custom op(s) {tm.MISSING_OP}" in x for x in lines)
+    assert all(x.startswith("ModelLoadError") for x in lines)
+    assert proc.stderr == "fd 2 is back\nend\n"
+
+
+def test_what_else_reaches_fd2_in_the_window_is_written_back(tmp_path: Path) -> None:
+    """Inside the window: a runtime-style ERROR line, Python's own sys.stderr, a line without its
+    newline; only the INFO/VERBOSE lines are held back (and logged). A nested window joins the
+    outer one, and an exception leaves through both with fd 2 restored."""
+    proc = _python("""
+        import logging, os, sys
+        from deploykit.backends import runtime_chatter
+        logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, format="%(message)s")
+        log = logging.getLogger("t")
+        print("before", file=sys.stderr)
+        try:
+            with runtime_chatter.silenced(log):
+                os.write(2, b"INFO: chatter\\nERROR: a real error\\n")
+                with runtime_chatter.silenced(log):
+                    print("python's stderr", file=sys.stderr)
+                    os.write(2, b"VERBOSE: more chatter\\n")
+                os.write(2, b"no newline")
+                raise KeyError("boom")
+        except KeyError as e:
+            print("raised", e)
+        os.write(2, b"|after\\n")
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "before\nERROR: a real error\npython's stderr\nno newline|after\n"
+    assert proc.stdout.splitlines() == ["runtime: INFO: chatter", "runtime: VERBOSE: more chatter",
+                                        "raised 'boom'"]  # logged on the way out, raise or not
+
+
+def test_a_crash_inside_the_window_leaves_its_output_in_a_file(tmp_path: Path) -> None:
+    proc = _python("""
+        import logging, os
+        from deploykit.backends import runtime_chatter
+        with runtime_chatter.silenced(logging.getLogger("t")):
+            os.write(2, b"ERROR: last words\\n")
+            os.abort()
+    """, tmp_path)
+    assert proc.returncode != 0 and proc.stderr == ""
+    (left,) = tmp_path.glob("deploykit-runtime-stderr-*.txt")
+    assert left.read_text() == "ERROR: last words\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_child_forked_during_a_window_has_its_stderr(tmp_path: Path) -> None:
+    """Another thread is inside a window (a load) when the process forks: the child's fd 2 is the
+    real one again, and its own loads neither deadlock on the parent's lock nor chatter."""
+    proc = _python("""
+        import logging, os, signal, sys, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, Python >= 3.12
+        from deploykit.backends import runtime_chatter
+        inside, release = threading.Event(), threading.Event()
+
+        def hold():
+            with runtime_chatter.silenced(logging.getLogger("t")):
+                inside.set()
+                release.wait()
+                os.write(2, b"ERROR: parent, in the window\\n")
+
+        t = threading.Thread(target=hold)
+        t.start()
+        inside.wait()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(60)  # a deadlocked child ends itself (and the test fails) rather than stays
+            os.write(2, b"child: fd 2 is the real one\\n")
+            import deploykit as dk
+            from tests.backends import tflite_models as tm
+            dk.load(tm.dynamic_add(), backend="tflite")
+            os.write(2, b"child: loaded\\n")
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        t.join()
+        print("child exit", status)
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "child exit 0\n"
+    assert proc.stderr == ("child: fd 2 is the real one\nchild: loaded\n"
+                           "ERROR: parent, in the window\n")
+
+
+def test_concurrent_loads_lose_no_other_output(tmp_path: Path) -> None:
+    """Eight threads load engines (creating and allocating interpreters) and run them and a shared
+    engine, while another thread writes numbered lines to fd 2, directly and through sys.stderr:
+    the results are right, no chatter shows, and every line comes out once. (The rounds go on until
+    some of the writer's lines were caught inside a window, so the case is really exercised.)"""
+    proc = _python("""
+        import os, sys, threading, time
+        import numpy as np
+        import deploykit as dk
+        from tests.backends import tflite_models as tm
+        from deploykit.backends import runtime_chatter
+        from tests.concurrency import run_in_threads
+
+        caught = []  # bytes of the writer's lines held in a window and written back
+        restore = runtime_chatter._restore
+
+        def counting(saved, fd, chatter):
+            size = os.fstat(fd).st_size
+            said = restore(saved, fd, chatter)
+            caught.append(size - sum(map(len, said)))
+            return said
+
+        runtime_chatter._restore = counting
+        model = tm.dynamic_add()
+        shared = dk.load(model, backend="tflite", threads=1, pool=8)
+        stop = threading.Event()
+        written = []
+
+        def writer():
+            n = 0
+            while not stop.is_set():
+                if n % 2:
+                    os.write(2, f"line {n}\\n".encode())
+                else:
+                    print(f"line {n}", file=sys.stderr)
+                n += 1
+                time.sleep(0.0002)
+            written.append(n)
+
+        def work(i):
+            own = dk.load(model, backend="tflite", threads=1, xnnpack=bool(i % 2))
+            x = np.full((i + 1, 3), i, np.float32)
+            a = own.run({"x": x, "y": x})["z"]
+            b = shared.run({"x": x, "y": x})["z"]
+            own.close()
+            return bool((a == 2 * x).all() and (b == 2 * x).all())
+
+        w = threading.Thread(target=writer)
+        w.start()
+        ok = True
+        for _ in range(30):
+            results = run_in_threads(work, threads=8, calls=6)
+            ok = ok and all(all(r) for r in results)
+            if sum(caught):
+                break
+        stop.set()
+        w.join()
+        print("ok", ok, "caught", sum(caught) > 0)
+        print("written", written[0])
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ok, written = proc.stdout.splitlines()
+    assert ok == "ok True caught True"
+    n = int(written.split()[1])
+    lines = proc.stderr.splitlines()
+    assert XNNPACK_LINE not in lines
+    assert sorted(lines) == sorted(f"line {k}" for k in range(n))  # each once, none lost
+    assert not list(tmp_path.iterdir())
