@@ -1,11 +1,18 @@
 """deploykit's NumPy backend vs onnx.reference.ReferenceEvaluator vs onnxruntime, same inputs,
-one process.
+one process; and (``--threads``) the NumPy backend's BLAS thread counts against each other.
 
-Thread counts: "1 thread" means onnxruntime intra_op_num_threads=1 and numpy's BLAS pool at 1
-(threadpoolctl); "default" means onnxruntime's default and numpy's default BLAS pool.
-onnx.reference is run fewer times (it is slow); every figure is a median.
+Comparison: "1t" means onnxruntime ``intra_op_num_threads=1`` and ``threads=1`` on the NumPy
+backend; "all" means every CPU this process may use for both. onnx.reference is run fewer times
+(it is slow) with numpy's own BLAS pool; every figure is a median.
+
+``--threads``: the demo digits batch and the zoo's CNNs on the NumPy backend at each BLAS thread
+count from 1 to the usable CPUs, in alternating rounds (forward, then backward order) so that a
+machine whose load drifts favours no setting; ``--busy N`` keeps N other processes spinning
+meanwhile (a busy machine). Medians and p90 per setting, and each median over the best one.
 
     python benchmarks/reference_backend.py [--seconds 2] [--skip-reference]
+    python benchmarks/reference_backend.py --threads [--rounds 6] [--busy 1]
+
 Targets (issue 3): >= 50x faster than onnx.reference on the CNNs; within 3x of onnxruntime at
 the same thread count on every CNN.
 """
@@ -13,12 +20,15 @@ the same thread count on every CNN.
 from __future__ import annotations
 
 import argparse
-import platform
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import deploykit as dk
 from deploykit._timing import time_calls
-from deploykit.hardware import usable_cpus
+from deploykit.backends.reference.blas import blas_pool
+from deploykit.demo import MODEL_PATH as DIGITS
+from deploykit.hostinfo import probe_cpu, usable_cpus
 from tests import zoo
 
+Feeds = dict[str, np.ndarray]
 
-def inputs() -> dict[str, dict[str, np.ndarray]]:
+
+def inputs() -> dict[str, Feeds]:
     from sklearn.datasets import load_sample_image
 
     photo = np.asarray(load_sample_image("china.jpg"))
@@ -51,6 +65,11 @@ def inputs() -> dict[str, dict[str, np.ndarray]]:
     }
 
 
+def digits_batch() -> Feeds:
+    images = np.load(DIGITS.with_name("digits_test.npz"))["images"]
+    return {"images": images.astype(np.float32)[:, None]}
+
+
 def median_ms(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> float:
     runs = time_calls(fn, warmup=1, min_seconds=seconds)
     if len(runs) < min_runs:
@@ -58,44 +77,110 @@ def median_ms(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> fl
     return float(np.median(runs)) * 1e3
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="time budget per cell")
-    parser.add_argument("--skip-reference", action="store_true", help="skip onnx.reference")
-    args = parser.parse_args()
+def ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare(seconds: float, skip_reference: bool) -> None:
     import onnx
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
-    from threadpoolctl import threadpool_limits
 
-    print(f"machine: {platform.machine()}, usable CPUs {usable_cpus()}; numpy "
-          f"{np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
-    header = (f"{'model':<15}{'input':<16}{'dk numpy 1t':>12}{'ORT 1t':>9}{'ratio':>7}"
-              f"{'dk numpy':>10}{'ORT':>9}{'ratio':>7}{'onnx.ref':>11}{'speed-up':>9}")
+    cpus = usable_cpus()
+    print(f"machine: {probe_cpu().model}, usable CPUs {cpus}; numpy {np.__version__} "
+          f"({blas_pool().describe()}), onnx {onnx.__version__}, onnxruntime {ort.__version__}")
+    header = (f"{'model':<15}{'input':<14}{'dk numpy 1t':>13}{'ORT 1t':>13}{'ratio':>7}"
+              f"{'dk numpy all':>13}{'ORT all':>13}{'ratio':>7}{'onnx.ref':>13}{'speed-up':>9}")
     print(header + "\n" + "-" * len(header))
     for key, feeds in inputs().items():
         path = zoo.path(key)
         shape = "x".join(map(str, next(iter(feeds.values())).shape))
         row = {}
-        for threads in (1, None):
-            with threadpool_limits(limits=threads, user_api="blas"):
-                engine = dk.load(path, backend="numpy")
-                row[("np", threads)] = median_ms(partial(engine.run, feeds), args.seconds)
-            ort_engine = dk.load(path, backend="onnxruntime", threads=threads)
-            session = ort_engine._backend._session  # type: ignore[union-attr]
-            row[("ort", threads)] = median_ms(partial(session.run, None, feeds), args.seconds)
+        for threads in (1, cpus):
+            engine = dk.load(path, backend="numpy", threads=threads)
+            row[("np", threads)] = median_ms(partial(engine.run, feeds), seconds)
+            row[("ort", threads)] = median_ms(partial(ort_session(path, threads).run, None, feeds), seconds)
         ref_ms = float("nan")
-        if not args.skip_reference:
+        if not skip_reference:
             evaluator = ReferenceEvaluator(str(path))
             t0 = time.perf_counter()
             evaluator.run(None, feeds)
             first = time.perf_counter() - t0
-            ref_ms = median_ms(partial(evaluator.run, None, feeds), min(args.seconds, first * 2),
+            ref_ms = median_ms(partial(evaluator.run, None, feeds), min(seconds, first * 2),
                                min_runs=1 if first > 5 else 3)
-        print(f"{key:<15}{shape:<16}{row[('np', 1)]:>9.2f} ms{row[('ort', 1)]:>6.2f} ms"
-              f"{row[('np', 1)] / row[('ort', 1)]:>7.2f}{row[('np', None)]:>7.2f} ms"
-              f"{row[('ort', None)]:>6.2f} ms{row[('np', None)] / row[('ort', None)]:>7.2f}"
-              f"{ref_ms:>8.1f} ms{ref_ms / row[('np', None)]:>8.0f}x")
+        np1, ort1, npn, ortn = row[("np", 1)], row[("ort", 1)], row[("np", cpus)], row[("ort", cpus)]
+        print(f"{key:<15}{shape:<14}{np1:>10.2f} ms{ort1:>10.2f} ms{np1 / ort1:>7.2f}{npn:>10.2f} ms"
+              f"{ortn:>10.2f} ms{npn / ortn:>7.2f}{ref_ms:>10.1f} ms{ref_ms / npn:>8.0f}x")
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextmanager
+def busy(processes: int) -> Iterator[None]:
+    """``processes`` other processes spinning on the CPUs for the duration."""
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(processes)]
+    for p in spinners:
+        p.start()
+    try:
+        time.sleep(0.5 if spinners else 0)
+        yield
+    finally:
+        for p in spinners:
+            p.terminate()
+            p.join()
+
+
+def thread_study(rounds: int, calls_per_round: int, busy_processes: int) -> None:
+    cpus = usable_cpus()
+    settings = list(range(1, cpus + 1))
+    own = [lib.num_threads for lib in blas_pool().libraries]
+    print(f"machine: {probe_cpu().model}, usable CPUs {cpus}; load average {os.getloadavg()[0]:.2f}; numpy "
+          f"{np.__version__} ({blas_pool().describe()}, its own pool size: {own or 'unknown'}); "
+          f"deploykit's default: {dk.load(DIGITS, backend='numpy').info['threads']} thread(s); "
+          f"{busy_processes} spinning process(es); {rounds} alternating rounds x {calls_per_round} calls")
+    models = {"digits": (DIGITS, digits_batch())}
+    for key in ("rapidocr_cls", "rapidocr_det"):
+        models[key] = (zoo.path(key), inputs()[key])
+    header = f"{'model':<14}{'input':<14}" + "".join(f"{f'{n}t median':>13}{'p90':>12}" for n in settings)
+    print(header + f"{'median / best':>20}\n" + "-" * (len(header) + 20))
+    with busy(busy_processes):
+        for key, (path, feeds) in models.items():
+            engines = {n: dk.load(path, backend="numpy", threads=n) for n in settings}
+            for engine in engines.values():
+                engine.run(feeds)  # warm-up
+            times: dict[int, list[float]] = {n: [] for n in settings}
+            for r in range(rounds):
+                for n in settings if r % 2 == 0 else settings[::-1]:
+                    run = partial(engines[n].run, feeds)
+                    times[n] += list(time_calls(run, warmup=0, iterations=calls_per_round))
+            med = {n: float(np.median(t)) * 1e3 for n, t in times.items()}
+            p90 = {n: float(np.percentile(t, 90)) * 1e3 for n, t in times.items()}
+            best = min(med.values())
+            shape = "x".join(map(str, next(iter(feeds.values())).shape))
+            print(f"{key:<14}{shape:<14}" + "".join(f"{med[n]:>10.2f} ms{p90[n]:>9.2f} ms" for n in settings)
+                  + "   " + " / ".join(f"{med[n] / best:.2f}" for n in settings))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="time budget per cell")
+    parser.add_argument("--skip-reference", action="store_true", help="skip onnx.reference")
+    parser.add_argument("--threads", action="store_true", help="compare BLAS thread counts instead")
+    parser.add_argument("--rounds", type=int, default=6, help="--threads: alternating rounds")
+    parser.add_argument("--calls", type=int, default=5, help="--threads: calls per setting per round")
+    parser.add_argument("--busy", type=int, default=0, help="--threads: spinning processes meanwhile")
+    args = parser.parse_args()
+    if args.threads:
+        thread_study(args.rounds, args.calls, args.busy)
+    else:
+        compare(args.seconds, args.skip_reference)
 
 
 if __name__ == "__main__":
