@@ -90,9 +90,13 @@ class Engine:
         self.fallback = fallback or self.fallback
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, feeds: Feeds, outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
+    def run(self, feeds: Feeds, outputs: Sequence[str] | str | None = None, *,
+            out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the model. ``feeds`` maps input names to arrays (a bare array is accepted for a
-        one-input model); ``outputs`` selects output names (default: all, in model order)."""
+        one-input model); ``outputs`` selects output names (default: all, in model order).
+        ``out`` maps output names to preallocated arrays (C-contiguous, writeable, the output's
+        dtype and exact shape) that receive those outputs and are returned: the runtime writes
+        into them where it can (onnxruntime, through IO binding), else they are copied into."""
         # This is the hot path: every check below is a few attribute reads, no allocation
         # beyond the feeds dict handed to the backend (see benchmarks/engine_overhead.py).
         backend = self._backend
@@ -130,6 +134,9 @@ class Engine:
             checked = {self._rename_in[k]: v for k, v in checked.items()}
             # in the presented order: the backend's own model order may differ
             own_names = [self._rename_out[n] for n in (self._output_names if names is None else names)]
+        keys: Sequence[str] = self._output_names if names is None else names
+        if out is not None:
+            return self._run_into(backend, checked, own_names, keys, out)
         try:
             if self._lock is None:
                 result = backend.run_impl(checked, own_names)
@@ -140,20 +147,74 @@ class Engine:
             raise
         except Exception as e:
             raise BackendError(f"{self.backend} failed running {self.source.label}: {first_line(e)}") from e
-        keys: Sequence[str] = self._output_names if names is None else names
         if len(keys) == 1:
             return {keys[0]: result[0]}
         return dict(zip(keys, result))
 
+    def _run_into(self, backend: Backend, checked: dict[str, np.ndarray], own_names: Sequence[str] | None,
+                  keys: Sequence[str], out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``run`` with preallocated outputs: the backend writes into them, or they are copied into."""
+        out = self._check_out(out, keys)
+        rename = self._rename_out or {}
+        own_out = {rename.get(k, k): v for k, v in out.items()}
+        names = list(own_names) if own_names is not None else list(keys)
+        try:
+            if self._lock is None:
+                result = self._into(backend, checked, names, own_out)
+            else:
+                with self._lock:
+                    result = self._into(backend, checked, names, own_out)
+        except DeployKitError:
+            raise
+        except Exception as e:
+            raise BackendError(f"{self.backend} failed running {self.source.label}: {first_line(e)}") from e
+        return {k: out.get(k, r) for k, r in zip(keys, result)}
+
+    @staticmethod
+    def _into(backend: Backend, feeds: dict[str, np.ndarray], names: list[str],
+              out: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        result = backend.run_into_impl(feeds, names, out)
+        if result is not None:
+            return result
+        result = backend.run_impl(feeds, names)  # the runtime cannot write into buffers: copy
+        for name, got in zip(names, result):
+            given = out.get(name)
+            if given is not None:
+                if got.shape != given.shape:
+                    raise InputMismatch(f"out[{name!r}] has shape {given.shape}; the output has shape "
+                                        f"{got.shape}")
+                np.copyto(given, got)
+        return result
+
+    def _check_out(self, out: Any, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        if not isinstance(out, Mapping):
+            raise InputMismatch(f"out must be a dict output name -> preallocated array, got "
+                                f"{type(out).__name__}")
+        specs = {s.name: s for s in self.outputs}
+        for k, a in out.items():
+            if k not in keys:
+                raise InputMismatch(f"out[{k!r}]: not an output of this call; outputs: "
+                                    f"{', '.join(map(repr, keys))}")
+            spec = specs[k]
+            if type(a) is not np.ndarray or a.dtype != spec.dtype or not a.flags.c_contiguous \
+                    or not a.flags.writeable:
+                what = f"{dtype_name(a.dtype)} array" if isinstance(a, np.ndarray) else type(a).__name__
+                raise InputMismatch(f"out[{k!r}]: got {what}; expected a writeable, C-contiguous "
+                                    f"{dtype_name(spec.dtype)} array shaped like {spec}")
+            fixed = [(i, d) for i, d in enumerate(spec.shape or ()) if isinstance(d, int)]
+            if spec.rank is not None and (a.ndim != spec.rank or any(a.shape[i] != d for i, d in fixed)):
+                raise InputMismatch(f"out[{k!r}]: got shape {a.shape}; the output is {spec}")
+        return dict(out)
+
     __call__ = run
 
-    async def run_async(self, feeds: Feeds,
-                        outputs: Sequence[str] | str | None = None) -> dict[str, np.ndarray]:
+    async def run_async(self, feeds: Feeds, outputs: Sequence[str] | str | None = None, *,
+                        out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """``run`` without blocking the event loop: the call runs in the loop's default executor
         (a thread; runtimes release the GIL while they compute). Same arguments, result and errors
         as ``run``. Cancelling the awaiting task does not stop a call already running."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.run, feeds, outputs))
+        return await loop.run_in_executor(None, partial(self.run, feeds, outputs, out=out))
 
     def _names_mismatch(self, feeds: Mapping[str, Any]) -> NoReturn:
         given = set(feeds)

@@ -277,3 +277,38 @@ def test_threads_numpy_integers_accepted_nonsense_refused(backend: str) -> None:
     for bad in (0, -2, 1.5, True, "2"):
         with pytest.raises(dk.InvalidArgument, match=r"threads must be an int >= 1 .* got"):
             dk.load(MODEL_PATH, backend, threads=bad)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_preallocated_outputs(backend: str) -> None:
+    """out=: the runtime writes into the buffers (onnxruntime: IO binding) or they are copied into
+    (numpy); the same arrays come back; bad buffers are refused before anything runs."""
+    if not dk.available_backends()[backend]:
+        pytest.skip(f"{backend} is not usable here")
+    from deploykit.demo import MODEL_PATH, load_test_data
+
+    x, _ = load_test_data()
+    engine = dk.load(MODEL_PATH, backend=backend)
+    want = engine.run({"images": x})
+    probs = np.full((len(x), 10), np.nan, np.float32)
+    got = engine.run({"images": x}, out={"probabilities": probs})
+    assert got["probabilities"] is probs and list(got) == ["probabilities", "label"]
+    np.testing.assert_array_equal(probs, want["probabilities"])
+    np.testing.assert_array_equal(got["label"], want["label"])
+    labels = np.empty(len(x), np.int64)
+    only = engine.run({"images": x}, outputs="label", out={"label": labels})
+    assert only["label"] is labels and list(only) == ["label"]
+    np.testing.assert_array_equal(labels, want["label"])
+    bad = [({"probabilities": probs.astype(np.float64)}, r"got float64 array; expected a writeable"),
+           ({"probabilities": probs[:, :5]}, r"got float32 array; expected a writeable, C-contiguous"),
+           ({"probabilities": np.empty((len(x), 9), np.float32)}, r"got shape \(359, 9\); the output is"),
+           ({"nope": probs}, r"out\['nope'\]: not an output of this call"),
+           ([probs], r"out must be a dict output name -> preallocated array")]
+    frozen = probs.copy()
+    frozen.flags.writeable = False
+    bad.append(({"probabilities": frozen}, r"expected a writeable"))
+    for out, match in bad:
+        with pytest.raises(dk.InputMismatch, match=match):
+            engine.run({"images": x}, out=out)  # type: ignore[arg-type]
+    with pytest.raises(dk.InputMismatch, match=r"(has shape \(3, 10\)|refused a buffer)"):
+        engine.run({"images": x}, out={"probabilities": np.empty((3, 10), np.float32)})

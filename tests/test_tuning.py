@@ -390,6 +390,9 @@ def test_a_name_both_artifacts_have_never_lands_on_another_tensor(tmp_path: Path
     np.testing.assert_array_equal(out["relu"], [1.0, 0.0])
     np.testing.assert_array_equal(out["neg"], [-1.0, 2.0])
     np.testing.assert_array_equal(engine.run({"x": x}, outputs=["neg"])["neg"], [-1.0, 2.0])
+    buf = np.zeros(2, np.float32)  # preallocated outputs go by the presented names too
+    assert engine.run({"x": x}, out={"relu": buf})["relu"] is buf
+    np.testing.assert_array_equal(buf, [1.0, 0.0])
 
 
 def test_artifact_specs_are_read_with_the_options_given(tmp_path: Path) -> None:

@@ -74,6 +74,13 @@ class Backend(abc.ABC):
         """Run on validated feeds (right names, dtypes, ranks, contiguous) and return the outputs
         named, in that order; ``None`` means every output in model order."""
 
+    def run_into_impl(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str],
+                      out: Mapping[str, np.ndarray]) -> Sequence[np.ndarray] | None:
+        """Like ``run_impl`` for ``output_names``, writing the outputs named in ``out`` into those
+        preallocated arrays (checked: dtype, contiguity) and returning them in place. ``None``
+        (the default): the runtime cannot, and the engine copies into them after ``run_impl``."""
+        return None
+
     def info(self) -> dict[str, Any]:
         """Backend-specific facts worth showing (threads, providers, ...); plain data only."""
         return {}
