@@ -27,8 +27,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "subfolder); unset: the platform's user cache folder", "deploykit.tuning_cache"),
     Setting("DEPLOYKIT_SIMD", "", "\"generic\" makes the C preprocessing core take its portable path "
             "instead of AVX2 (read once, when the core is imported)", "deploykit/preprocess/_core.c"),
-    Setting("DEPLOYKIT_LOG_RUNTIME", "", "\"1\" lets runtimes print their own start-up chatter to "
-            "stderr (e.g. LiteRT's XNNPACK line); unset: silenced", "deploykit.backends"),
+    Setting("DEPLOYKIT_LOG_RUNTIME", "", "\"1\" (or true/yes/on) lets runtimes print their own "
+            "start-up chatter to stderr (e.g. LiteRT's XNNPACK line); unset: it goes to the DEBUG log",
+            "deploykit.backends.runtime_chatter"),
     Setting("DEPLOYKIT_SANITIZE", "", "\"1\" builds the C core with AddressSanitizer + UBSan "
             "(make sanitize)", "setup.py"),
     Setting("DEPLOYKIT_PORTABLE", "", "\"1\" builds the C core without x86 dispatch and with -Werror "
