@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/deploykit demo
 
-test: lint typecheck unit
+test: lint typecheck portable unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check deploykit tests benchmarks
@@ -39,6 +39,17 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	DEPLOYKIT_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q -p no:cacheprovider tests/preprocess; \
 	status=$$?; $(BIN)/python setup.py -q build_ext --inplace --force; exit $$status
+
+# the C core built as on a machine without x86 dispatch, with -Werror (any warning fails), into a
+# temporary folder so that the in-place build stays; the module it gives must load and be generic
+portable: $(STAMP)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	DEPLOYKIT_PORTABLE=1 $(BIN)/python setup.py -q build_ext --force \
+	    --build-lib "$$tmp/lib" --build-temp "$$tmp/tmp" && \
+	$(BIN)/python -c "import glob, importlib.machinery as m, importlib.util as u, sys; \
+	path = glob.glob(sys.argv[1] + '/deploykit/preprocess/_core*')[0]; \
+	loader = m.ExtensionFileLoader('_core', path); mod = u.module_from_spec(u.spec_from_loader('_core', loader)); \
+	loader.exec_module(mod); assert mod.SIMD == 'generic', mod.SIMD; print('portable build:', path.split('/')[-1], mod.SIMD)" "$$tmp/lib"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
