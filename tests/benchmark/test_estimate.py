@@ -68,8 +68,8 @@ def test_progress_true_shows_rows_and_false_is_silent(monkeypatch: pytest.Monkey
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
     dk.bench(MODEL_PATH, "onnxruntime", batch_sizes=[1, 2], iterations=3, progress=True)
-    assert err.getvalue() == ("bench 1/2: onnxruntime batch=1 concurrency=1\n"
-                              "bench 2/2: onnxruntime batch=2 concurrency=1\n")
+    assert err.getvalue() == ("deploykit bench 1/2: onnxruntime batch=1 concurrency=1\n"
+                              "deploykit bench 2/2: onnxruntime batch=2 concurrency=1\n")
     err.truncate(0)
     err.seek(0)
     dk.bench(MODEL_PATH, "onnxruntime", iterations=3, progress=False)
