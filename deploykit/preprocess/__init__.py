@@ -8,7 +8,10 @@ See docs/preprocess.md.
 ``reference`` holds the pure-NumPy twins that are the test oracle.
 """
 
-from .ops import LetterboxTransform, batch, letterbox, resize, resize_crop
+from .batching import batch
+from .checks import MAX_OUTPUT_BYTES
+from .ops import OPS, LetterboxTransform, letterbox, resize, resize_crop
 from .pipeline import Pipeline
 
-__all__ = ["LetterboxTransform", "Pipeline", "batch", "letterbox", "resize", "resize_crop"]
+__all__ = ["MAX_OUTPUT_BYTES", "OPS", "LetterboxTransform", "Pipeline", "batch", "letterbox", "resize",
+           "resize_crop"]
