@@ -8,7 +8,8 @@ backend; "all" means every CPU this process may use for both. onnx.reference is 
 ``--threads``: the demo digits batch and the zoo's CNNs on the NumPy backend at each BLAS thread
 count from 1 to the usable CPUs, in alternating rounds (forward, then backward order) so that a
 machine whose load drifts favours no setting; ``--busy N`` keeps N other processes spinning
-meanwhile (a busy machine). Medians and p90 per setting, and each median over the best one.
+meanwhile (a busy machine). Median, mean and p90 per setting, and each mean (the time a batch
+job or a loaded server sees per call) over the best one.
 
     python benchmarks/reference_backend.py [--seconds 2] [--skip-reference]
     python benchmarks/reference_backend.py --threads [--rounds 6] [--busy 1]
@@ -148,8 +149,9 @@ def thread_study(rounds: int, calls_per_round: int, busy_processes: int) -> None
     models = {"digits": (DIGITS, digits_batch())}
     for key in ("rapidocr_cls", "rapidocr_det"):
         models[key] = (zoo.path(key), inputs()[key])
-    header = f"{'model':<14}{'input':<14}" + "".join(f"{f'{n}t median':>13}{'p90':>12}" for n in settings)
-    print(header + f"{'median / best':>20}\n" + "-" * (len(header) + 20))
+    header = f"{'model':<14}{'input':<12}" + "".join(
+        f"{f'{n}t median':>12}{'mean':>11}{'p90':>11}" for n in settings)
+    print(header + f"{'mean / best':>16}\n" + "-" * (len(header) + 16))
     with busy(busy_processes):
         for key, (path, feeds) in models.items():
             engines = {n: dk.load(path, backend="numpy", threads=n) for n in settings}
@@ -160,12 +162,12 @@ def thread_study(rounds: int, calls_per_round: int, busy_processes: int) -> None
                 for n in settings if r % 2 == 0 else settings[::-1]:
                     run = partial(engines[n].run, feeds)
                     times[n] += list(time_calls(run, warmup=0, iterations=calls_per_round))
-            med = {n: float(np.median(t)) * 1e3 for n, t in times.items()}
-            p90 = {n: float(np.percentile(t, 90)) * 1e3 for n, t in times.items()}
-            best = min(med.values())
+            ms = {n: np.asarray(t) * 1e3 for n, t in times.items()}
+            best = min(float(t.mean()) for t in ms.values())
             shape = "x".join(map(str, next(iter(feeds.values())).shape))
-            print(f"{key:<14}{shape:<14}" + "".join(f"{med[n]:>10.2f} ms{p90[n]:>9.2f} ms" for n in settings)
-                  + "   " + " / ".join(f"{med[n] / best:.2f}" for n in settings))
+            print(f"{key:<14}{shape:<12}" + "".join(
+                f"{np.median(t):>9.2f} ms{t.mean():>8.2f} ms{np.percentile(t, 90):>8.2f} ms"
+                for t in ms.values()) + "   " + " / ".join(f"{t.mean() / best:.2f}" for t in ms.values()))
 
 
 def main() -> None:
