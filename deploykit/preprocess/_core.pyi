@@ -1,6 +1,8 @@
-"""Type stubs of the C preprocessing core (deploykit/preprocess/_core.c)."""
+"""Type stubs of the C preprocessing core (deploykit/preprocess/_core.c: the binding; core.h: the layout)."""
 
 from typing import Any
+
+SIMD: str  # the instruction-set target chosen at import: "avx2" or "generic"
 
 def resample(
     src: Any,

@@ -13,7 +13,12 @@ Slow on purpose (clear over fast): they are the test oracle, not the implementat
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from ..errors import PreprocessError
+from . import checks
 
 _CV_BITS = 11  # INTER_RESIZE_COEF_BITS
 _PIL_BITS = 22  # Pillow's PRECISION_BITS for 8-bit images
@@ -41,10 +46,17 @@ def _cv2_taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, 
     return np.clip(i0, 0, src - 1), np.clip(i0 + 1, 0, src - 1), w0, w1
 
 
+def _arguments(image: Any, height: Any, width: Any) -> tuple[np.ndarray, int, int]:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
+            or 0 in image.shape[:2]:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise PreprocessError(f"image: expected a uint8 (H, W[, C]) array, not empty, got {got}")
+    return image, checks.side(height, "height"), checks.side(width, "width")
+
+
 def resize_cv2(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of a uint8 (H, W) or (H, W, C) image, bit-exact with cv2 INTER_LINEAR."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 (H, W[, C]) image, got {image.dtype} {image.shape}")
+    image, height, width = _arguments(image, height, width)
     h, w = image.shape[:2]
     x0, x1, a0, a1 = _cv2_taps(w, width, clamp=True)
     y0, y1, b0, b1 = _cv2_taps(h, height, clamp=False)
@@ -90,8 +102,7 @@ def _pil_pass(image: np.ndarray, size: int, axis: int) -> np.ndarray:
 
 def resize_pil(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pillow-style antialiased bilinear resize of a uint8 (H, W[, C]) image."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"expected a uint8 (H, W[, C]) image, got {image.dtype} {image.shape}")
+    image, height, width = _arguments(image, height, width)
     out = image
     if width != image.shape[1]:
         out = _pil_pass(out, width, 1)

@@ -13,7 +13,7 @@ import pytest
 
 import deploykit as dk
 from deploykit import preprocess as pp
-from deploykit.preprocess import Pipeline, checks
+from deploykit.preprocess import Pipeline, checks, reference
 
 IMG = np.zeros((8, 8, 3), np.uint8)
 
@@ -215,6 +215,20 @@ def test_letterbox_transform_refuses_bad_boxes() -> None:
     with pytest.raises(dk.PreprocessError, match="boxes: expected"):
         t.to_original([[1, 2, 3, 4], [1, 2]])
     assert t.to_original([0, 4, 16, 12]).shape == (4,)
+
+
+@pytest.mark.parametrize("twin", [reference.resize_cv2, reference.resize_pil])
+@pytest.mark.parametrize("args, pattern", [
+    (([[1]], 4, 4), "image: expected a uint8 .* got list"),
+    ((np.zeros((4, 4), np.float32), 4, 4), r"image: expected .* got float32 \(4, 4\)"),
+    ((np.zeros((0, 4), np.uint8), 4, 4), "image: expected a uint8 .*not empty"),
+    ((IMG, 0, 4), "height: expected a positive int"),
+    ((IMG, 4, "4"), "width: expected a positive int"),
+])
+def test_the_numpy_twins_refuse_bad_arguments_by_name(twin: Callable[..., Any], args: tuple[Any, ...],
+                                                      pattern: str) -> None:
+    with pytest.raises(dk.PreprocessError, match=pattern):
+        twin(*args)
 
 
 # -- the byte limit ----------------------------------------------------------------------------
