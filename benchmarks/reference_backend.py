@@ -5,8 +5,8 @@ Comparison: "1t" means onnxruntime ``intra_op_num_threads=1`` and ``threads=1`` 
 backend; "all" means every CPU this process may use for both. onnx.reference is run fewer times
 (it is slow) with numpy's own BLAS pool; every figure is a median.
 
-``--threads``: the demo digits batch and the zoo's CNNs on the NumPy backend at each BLAS thread
-count from 1 to the usable CPUs, in alternating rounds (forward, then backward order) so that a
+``--threads``: the demo digits batch and the zoo's CNNs on the NumPy backend at BLAS thread
+counts 1, 2, 4, ... and the usable CPUs, in alternating rounds (forward, then backward order) so that a
 machine whose load drifts favours no setting; ``--busy N`` keeps N other processes spinning
 meanwhile (a busy machine). Median, mean and p90 per setting, and each mean (the time a batch
 job or a loaded server sees per call) over the best one.
@@ -140,7 +140,7 @@ def busy(processes: int) -> Iterator[None]:
 
 def thread_study(rounds: int, calls_per_round: int, busy_processes: int) -> None:
     cpus = usable_cpus()
-    settings = list(range(1, cpus + 1))
+    settings = sorted({*(2 ** i for i in range(cpus.bit_length()) if 2 ** i <= cpus), cpus})
     own = [lib.num_threads for lib in blas_pool().libraries]
     print(f"machine: {probe_cpu().model}, usable CPUs {cpus}; load average {os.getloadavg()[0]:.2f}; numpy "
           f"{np.__version__} ({blas_pool().describe()}, its own pool size: {own or 'unknown'}); "
