@@ -32,6 +32,8 @@ DEFAULT_THREADS = 1
 
 
 class NumpyBackend(Backend):
+    """An ONNX model compiled once into a :class:`CompiledGraph` and run with numpy kernels."""
+
     name = "numpy"
     formats = ("onnx",)
     extra = "core"  # numpy + onnx are deploykit's own dependencies
@@ -118,6 +120,8 @@ def _blas_threads(threads: int | None) -> tuple[int | None, str | None]:
             "holds threadpoolctl's control of it (an open `with threadpool_limits(...)`?)")
     if threads is not None:
         warn(f"numpy backend: threads={threads} is not applied: {note}", DeployKitWarning)
+    else:
+        log.info("numpy backend: %s", note)
     return max(got), note
 
 
