@@ -6,6 +6,11 @@ B. 1920x1080 -> shorter side 256 -> centre crop 224 -> ImageNet float32 NCHW (pe
 C. 32 images 640x480 -> 224x224 (resize, /255) into one (32,3,224,224) tensor (peer: OpenCV loop);
    C' the same in Pillow mode (compute-bound: shows the thread pool's scaling)
 Floor: (bytes read + bytes written) / memcpy bandwidth measured here. Medians and minimums (ms).
+
+    python benchmarks/preprocess.py --against OTHER/_core.cpython-*.so [--rounds 400]
+compares another build of the C core (e.g. the previous commit's) with this one in one process:
+calls alternate between the two in random order on the same inputs, and the outputs must be equal.
+On a shared machine this is the fair before/after measure.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,10 +79,71 @@ def two_thread_scaling() -> tuple[float, float]:
     return ratio(copy), ratio(compute)
 
 
+def _load_core(path: str) -> Any:
+    """A build of the C core loaded from a file, beside the one deploykit imports."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("_core", path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("_core", loader))
+    loader.exec_module(module)
+    return module
+
+
+def compare_builds(other_path: str, rounds: int) -> None:
+    """Paired timing of the core's resample: another build (A) against this one (B)."""
+    from deploykit.preprocess import _core
+
+    other = _load_core(other_path)
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    f32 = {"swap_rb": True, "scale": 1 / 255}
+    norm = {**f32, "mean": MEAN, "std": STD}
+    cases = [  # name, source, output, resized, window, offset, mode, layout, keywords
+        ("A letterbox 640 f32", photo, ((3, 640, 640), np.float32), (360, 640), (0, 0, 360, 640), (140, 0),
+         "cv2", "NCHW", {**f32, "pad": 114}),
+        ("B pil 256, crop 224, ImageNet", photo, ((3, 224, 224), np.float32), (256, 455), (16, 115, 224, 224),
+         (0, 0), "pil", "NCHW", norm),
+        ("B cv2 256, crop 224, ImageNet", photo, ((3, 224, 224), np.float32), (256, 455), (16, 115, 224, 224),
+         (0, 0), "cv2", "NCHW", norm),
+        ("C one 640x480 -> 224", small, ((3, 224, 224), np.float32), (224, 224), (0, 0, 224, 224), (0, 0),
+         "cv2", "NCHW", f32),
+        ("C' one, pil mode", small, ((3, 224, 224), np.float32), (224, 224), (0, 0, 224, 224), (0, 0),
+         "pil", "NCHW", f32),
+        ("float16 NHWC letterbox 320", small, ((320, 320, 3), np.float16), (240, 320), (0, 0, 240, 320),
+         (40, 0), "cv2", "NHWC", {**f32, "pad": 114}),
+        ("uint8 NHWC pil 300x400 -> x2", small[:300, :400], ((600, 800, 3), np.uint8), (600, 800),
+         (0, 0, 600, 800), (0, 0), "pil", "NHWC", {}),
+        ("gray -> 3 channels, cv2 256", np.ascontiguousarray(small[..., 0]), ((3, 256, 256), np.float32),
+         (256, 256), (0, 0, 256, 256), (0, 0), "cv2", "NCHW", {"scale": 1 / 255}),
+    ]
+    print(f"A: {other_path} ({other.SIMD}); B: this tree's build ({_core.SIMD}); {rounds} rounds, ms")
+    print(f"{'case':<32}{'A med/min':>16}{'B med/min':>16}{'B/A med':>9}{'B/A min':>9}")
+    order = np.random.default_rng(1).integers(0, 2, rounds)
+    for name, src, (shape, dtype), *call, keywords in cases:
+        outs = {"A": np.zeros(shape, dtype), "B": np.zeros(shape, dtype)}
+        times: dict[str, list[float]] = {"A": [], "B": []}
+        cores = {"A": other.resample, "B": _core.resample}
+        for first in order:
+            for k in ("A", "B") if first else ("B", "A"):
+                t0 = time.perf_counter()
+                cores[k](src, outs[k], *call, **keywords)
+                times[k].append(time.perf_counter() - t0)
+        assert np.array_equal(outs["A"], outs["B"]), f"{name}: the two builds differ"
+        (am, an), (bm, bn) = ((float(np.median(times[k])) * 1e3, min(times[k]) * 1e3) for k in ("A", "B"))
+        print(f"{name:<32}{am:>8.3f}/{an:<7.3f}{bm:>8.3f}/{bn:<7.3f}{bm / am:>9.3f}{bn / an:>9.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--against", metavar="CORE_SO", help="another build of the C core to compare")
+    parser.add_argument("--rounds", type=int, default=400, help="paired calls per case with --against")
     args = parser.parse_args()
+    if args.against:
+        compare_builds(args.against, args.rounds)
+        return
     import cv2
     from PIL import Image
 
