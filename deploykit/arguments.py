@@ -22,10 +22,11 @@ from .hostinfo import usable_cpus
 MAX_THREADS_PER_CPU = 4
 
 
-def check_threads(threads: Any, name: str = "threads") -> int | None:
+def check_threads(threads: Any, name: str = "threads", *, warn_above_usable: bool = True) -> int | None:
     """``threads`` as an int >= 1 (numpy integers accepted), or None (the CPUs this process may
     use). Refused above ``MAX_THREADS_PER_CPU`` x the logical CPUs; a ``DeployKitWarning`` above the
-    CPUs this process may use (oversubscription: slower, never faster, on CPU runtimes)."""
+    CPUs this process may use (oversubscription: slower, never faster, on CPU runtimes) unless
+    ``warn_above_usable=False`` (a backend re-checking what ``dk.load`` already checked)."""
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -39,7 +40,7 @@ def check_threads(threads: Any, name: str = "threads") -> int | None:
                               f"logical CPUs ({cap}); pass at most {cap}, or None for the "
                               f"{usable_cpus()} CPUs this process may use")
     usable = usable_cpus()
-    if n > usable:
+    if n > usable and warn_above_usable:
         warn(f"{name}={n} is more than the {usable} CPUs this process may use; the threads will "
              "compete for them (usually slower)", DeployKitWarning)
     return n

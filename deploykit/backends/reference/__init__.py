@@ -49,7 +49,7 @@ class NumpyBackend(Backend):
 
     def __init__(self, source: ModelSource, *, threads: int | None = None,
                  fold_constants: bool = True, optimize: bool = True) -> None:
-        threads = check_threads(threads)
+        threads = check_threads(threads, warn_above_usable=False)  # dk.load warned already
         fold_constants = check_bool(fold_constants, "fold_constants")
         optimize = check_bool(optimize, "optimize")
         proto = _prepared(source, optimize)
