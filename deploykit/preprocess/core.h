@@ -39,7 +39,7 @@
 
 enum { OUT_U8 = 0, OUT_F32 = 1, OUT_F16 = 2 };
 
-/* One call's work, filled by the binding (sizes and strides in elements of bytes, as numpy's). */
+/* One call's work, filled by the binding (sizes in elements, strides in bytes, as numpy's). */
 typedef struct {
     /* source image */
     const uint8_t *src; ptrdiff_t sh, sw, sc, s_row, s_col, s_ch;

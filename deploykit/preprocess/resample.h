@@ -3,8 +3,8 @@
  * it) and hand each of its rows to the output stage, after the padding around it is filled.
  *
  * Written once, compiled once per target: resample_generic.c includes it with no vector kernels
- * (the portable build), resample_avx2.c with its AVX2 kernels as the ResampleVec hooks. Each hook does
- * a prefix of a row; the scalar loops here do the rest, so every path gives the same integers.
+ * (the portable build), resample_avx2.c with its AVX2 kernels as the ResampleVec hooks. Each hook
+ * does a prefix of a row; the scalar loops here do the rest, so every path gives the same integers.
  */
 #ifndef DK_RESAMPLE_H
 #define DK_RESAMPLE_H
