@@ -27,6 +27,7 @@ from .errors import (
     ModelLoadError,
     ModelNotFound,
     PreprocessError,
+    SpecNotFound,
     UnknownBackend,
     UnknownOption,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "ModelNotFound",
     "PreprocessError",
     "Quantization",
+    "SpecNotFound",
     "TensorSpec",
     "UnknownBackend",
     "UnknownOption",

@@ -20,6 +20,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFound",
     "PreprocessError",
+    "SpecNotFound",
     "UnknownBackend",
     "UnknownOption",
 ]
@@ -66,8 +67,13 @@ class UnknownOption(InvalidArgument, TypeError):
     says of an unexpected keyword argument."""
 
 
-class PreprocessError(DeployKitError, ValueError):
-    """An image, size or output buffer the preprocessing core cannot take."""
+class PreprocessError(InvalidArgument):
+    """An image, size or output buffer the preprocessing core cannot take (an ``InvalidArgument``,
+    so also a ``ValueError``)."""
+
+
+class SpecNotFound(PreprocessError, FileNotFoundError):
+    """A preprocessing spec file that does not exist (also a ``FileNotFoundError``)."""
 
 
 class DeployKitWarning(UserWarning):

@@ -45,9 +45,10 @@ def load(
     error. ``engine.plan`` says what runs and why.
     ``threads`` defaults to the CPUs this process may use (more than those warns; more than 4x the
     logical CPUs is refused) — except on the numpy backend, whose default is one BLAS thread per run
-    (measured faster on a busy machine; ``docs/reference-backend.md``). ``check`` runs the ONNX checker and logs its findings (``"strict"``:
-    refuse the model; ``False``: skip it). Other keyword options go to the backend (e.g.
-    ``providers=[...]`` for onnxruntime; each backend lists its own in ``docs/backends.md``).
+    (measured faster on a busy machine; ``docs/reference-backend.md``). ``check`` runs the ONNX
+    checker and logs its findings (``"strict"``: refuse the model; ``False``: skip it). Other
+    keyword options go to the backend (e.g. ``providers=[...]`` for onnxruntime; each backend lists
+    its own in ``docs/backends.md``).
 
     ``tune=True`` (or a dict of :func:`deploykit.tune` settings) with ``"auto"`` orders the
     candidates by measurement instead: each viable one is timed and checked against the reference,

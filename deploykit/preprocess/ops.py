@@ -51,6 +51,15 @@ class LetterboxTransform:
         b[..., [1, 3]] = (b[..., [1, 3]] - self.pad_top) / self.scale_y
         return b
 
+    def __repr__(self) -> str:
+        return (f"LetterboxTransform(scale_y={self.scale_y:.4g}, scale_x={self.scale_x:.4g}, "
+                f"pad_top={self.pad_top}, pad_left={self.pad_left})")
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>LetterboxTransform</b> — scale {self.scale_y:.4g} (y) x {self.scale_x:.4g} (x), "
+                f"padding {self.pad_top} px on top, {self.pad_left} px on the left; "
+                f"<code>to_original(boxes)</code> maps tensor boxes back</div>")
+
 
 # -- the planners: image (height, width) + settings -> the core's call ------------------------
 

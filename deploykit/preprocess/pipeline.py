@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PreprocessError
+from ..errors import PreprocessError, SpecNotFound
 from . import checks, ops, resample
 from .batching import batch
 
@@ -150,6 +150,8 @@ class Pipeline:
         target = _path(path)
         try:
             text = target.read_bytes()
+        except FileNotFoundError as e:
+            raise SpecNotFound(f"path: no preprocessing spec at {target}") from e
         except OSError as e:
             raise PreprocessError(f"path: cannot read a preprocessing spec from {target} "
                                   f"({e.strerror or e})") from e

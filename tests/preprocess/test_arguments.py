@@ -195,8 +195,9 @@ def test_pipeline_constructors_and_files_refuse_bad_arguments(tmp_path: Path) ->
         Pipeline.from_json("5")
     with pytest.raises(dk.PreprocessError, match="invalid preprocessing spec"):
         Pipeline.from_json(b"\xff\xfe\x00")
-    with pytest.raises(dk.PreprocessError, match=r"path: cannot read a preprocessing spec from .*missing"):
+    with pytest.raises(dk.PreprocessError, match=r"path: no preprocessing spec at .*missing") as info:
         Pipeline.load(tmp_path / "missing.json")
+    assert isinstance(info.value, FileNotFoundError)  # as before the checks: dk.SpecNotFound
     with pytest.raises(dk.PreprocessError, match="path: expected a file path, got int"):
         Pipeline.load(5)  # type: ignore[arg-type]
     with pytest.raises(dk.PreprocessError, match="path: cannot write the preprocessing spec"):
