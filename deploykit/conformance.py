@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from functools import partial
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -159,11 +160,7 @@ def _input_errors(engine: Engine, feeds: dict[str, np.ndarray], expect: Expect |
     if len(engine.inputs) > 1:
         bad.append(("bare array for several inputs", feeds[first.name]))
     for what, value in bad:
-        try:
-            engine.run(value)
-        except InputMismatch:
-            continue
-        raise AssertionError(f"input error not refused with InputMismatch: {what}")
+        _refused(partial(engine.run, value), f"input error: {what}")
     return "input errors"
 
 
@@ -178,12 +175,17 @@ def _outputs(engine: Engine, feeds: dict[str, np.ndarray], expect: Expect | None
     some = engine.run(feeds, outputs=wanted)
     assert list(some) == wanted, f"outputs={wanted} gave {list(some)}"
     for bad in (["no such output"], []):
-        try:
-            engine.run(feeds, outputs=bad)
-        except InputMismatch:
-            continue
-        raise AssertionError(f"outputs={bad!r} not refused with InputMismatch")
+        _refused(partial(engine.run, feeds, outputs=bad), f"outputs={bad!r}")
     return "output selection"
+
+
+def _refused(call: Callable[[], object], what: str) -> None:
+    """``call`` must raise ``InputMismatch``; anything else fails the check naming ``what``."""
+    try:
+        call()
+    except InputMismatch:
+        return
+    raise AssertionError(f"{what} not refused with InputMismatch")
 
 
 def _threads(engine: Engine, feeds: dict[str, np.ndarray], expect: Expect | None, rtol: float,
