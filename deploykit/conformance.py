@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import inspect
 import threading
-from functools import partial
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
