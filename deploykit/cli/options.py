@@ -218,6 +218,7 @@ _RULES: list[tuple[str, Replacement]] = [
     (r"\bshapes, dims and value_ranges\b", "--shape, --dim and --range"),
     (r"\ba bare array was given\b", "a bare FILE.npy was given"),
     (r"\bpass a dict name -> array\b", "give each as --input NAME=FILE.npy"),
+    (r"\bor None for the (\d+) CPUs\b", r"or leave --threads out for the \1 CPUs"),
     # key=value -> --flag=value; a bare key= -> --flag
     *((rf"(?<!-)\b{key}=(?=[\w.'\"\[-])", f"{flag}=") for key, flag in _FLAGS.items()),
     *((rf"(?<!-)\b{key}=", flag) for key, flag in _FLAGS.items()),
