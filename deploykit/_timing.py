@@ -123,24 +123,23 @@ def _measure_threads(fn: Callable[[], object], concurrency: int, warmup: int,
     tickets = itertools.count()   # next() on itertools.count is atomic under the GIL
     finished = itertools.count(1)
     cap = iterations if iterations is not None else max_iterations
-    deadline = [0]
+    span = int(min_seconds * 1e9)
 
     def worker(i: int) -> None:
         samples = per_thread[i]
         try:
             for _ in range(warmup):
                 fn()
-            if barrier.wait() == 0:
-                deadline[0] = clock() + int(min_seconds * 1e9)
-            barrier.wait()  # every thread sees the deadline before timing starts
+            barrier.wait()  # every thread starts timing together
             start = end = clock()
+            deadline = start + span  # each thread times at least min_seconds: so does the wall
             while next(tickets) < cap:
                 t0 = clock()
                 fn()
                 end = clock()
                 samples.append(end - t0)
                 done = next(finished)
-                if iterations is None and done >= min_iterations and end >= deadline[0]:
+                if iterations is None and done >= min_iterations and end >= deadline:
                     break
             spans[i] = (start, end)
         except BaseException as e:  # re-raised in the caller's thread

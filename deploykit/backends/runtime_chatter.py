@@ -28,7 +28,6 @@ import atexit
 import logging
 import os
 import re
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -92,13 +91,6 @@ def silenced(logger: logging.Logger, chatter: re.Pattern[bytes] = CHATTER) -> It
             logger.debug("runtime: %s", line.decode("utf-8", "replace").rstrip())
 
 
-def _flush_python_stderr() -> None:
-    """Text that Python code already handed to ``sys.stderr`` goes out before fd 2 changes."""
-    for stream in {id(s): s for s in (sys.stderr, sys.__stderr__) if s is not None}.values():
-        with suppress(OSError, ValueError, AttributeError):
-            stream.flush()
-
-
 def _sink() -> int | None:
     """The capture file's fd: one file per process, made at the first block and reused (under
     ``_LOCK``), removed at exit; None where no temporary file can be made."""
@@ -123,8 +115,12 @@ def _remove_file() -> None:
 
 
 def _swap() -> tuple[int, int] | None:
-    """Point fd 2 at the (empty) capture file: (saved fd 2, the file's fd), or None."""
-    _flush_python_stderr()
+    """Point fd 2 at the (empty) capture file: (saved fd 2, the file's fd), or None.
+
+    ``sys.stderr`` is not flushed here nor at the end: it is line-buffered, so what it holds is
+    the start of a line another thread is still printing, and flushing it would split that line
+    between the terminal and the capture (a complete line is already out; a partial one goes out
+    with its end, wherever fd 2 then points, and is never lost)."""
     fd = _sink()
     if fd is None:
         return None
@@ -145,7 +141,6 @@ def _swap() -> tuple[int, int] | None:
 def _restore(saved: int, fd: int, chatter: re.Pattern[bytes]) -> list[bytes]:
     """Put fd 2 back, write back what is not chatter, and return the chatter lines."""
     global _saved
-    _flush_python_stderr()
     try:
         os.dup2(saved, _FD)
     finally:
