@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .agreement import DEFAULT_TOLERANCES, OutputDiff, Tolerance, diff_output, tolerance_table
-from .engine import Engine
+from .engine import Engine, feeds_from
 from .errors import InputMismatch, InvalidArgument
 from .loading import load
 from .model import ModelLike
@@ -145,7 +145,7 @@ def compare(
             pairs = _pair_outputs(ref, engines[k], labels[k])
             for ref_spec, spec in pairs:
                 diffs.append(diff_output(labels[k], ref_spec, results[labels[ref_pos]][ref_spec.name],
-                                   spec, results[labels[k]][spec.name], table))
+                                         spec, results[labels[k]][spec.name], table))
     finally:
         for engine in opened:
             engine.close()
@@ -188,6 +188,8 @@ def _feed_values(ref: Engine, feeds: Any) -> list[Any]:
         if missing or unknown:
             ref.run(feeds)  # raises the engine's own InputMismatch naming what is wrong
         return [feeds[n] for n in names]
+    if feeds is None or isinstance(feeds, (str, bytes)):
+        feeds_from(feeds, ref.inputs)  # raises the engine's InputMismatch: not feeds at all
     if isinstance(feeds, np.ndarray) or not isinstance(feeds, Sequence):
         feeds = [feeds]
     if len(feeds) != len(names):

@@ -354,6 +354,8 @@ def feeds_from(value: Any, inputs: Sequence[TensorSpec]) -> dict[str, Any]:
 
 
 def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
+    if value is None:
+        raise InputMismatch(f"input {spec.name!r}: got None, expected {spec}")
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as e:
@@ -376,7 +378,8 @@ def _convert(a: np.ndarray, spec: TensorSpec) -> np.ndarray:
             return a.astype(object)
         raise InputMismatch(f"input {spec.name!r}: got {src} array, {want}")
     if src.kind in "UOSVMm" or dst.kind == "b" or src.kind not in "biufc":
-        raise InputMismatch(f"input {spec.name!r}: got {dtype_name(src)} array, {want}")
+        what = "object" if src.kind == "O" else dtype_name(src)  # an object array need not hold strings
+        raise InputMismatch(f"input {spec.name!r}: got {what} array, {want}")
     if src.kind in "fc" and dst.kind in "iu":
         raise InputMismatch(
             f"input {spec.name!r}: got {src} array, {want}; converting would drop fractions — "

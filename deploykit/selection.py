@@ -76,10 +76,7 @@ def _named_plan(source: ModelSource, name: str, options: dict[str, Any], strict:
     if unknown:
         raise UnknownOption(f"backend {name!r} takes no option(s) {', '.join(unknown)}; its options: "
                               f"{', '.join(cls.option_names) or '(none)'}")
-    device = "cuda:0" if cls.device_kind == registry.NVIDIA_GPU else "cpu"
-    only = Candidate(name, device, rank=cls.priority)
-    if options.get("providers"):  # the device the caller's providers ask for; the engine says for sure
-        only = next(iter(cls.candidates(source, _NoMachine(), options)), only)
+    only = cls.named_candidate(options)
     return Plan(source.label, source.format, [only], requested=name, decided_by=decided_by or "caller",
                 strict=strict)
 
@@ -130,27 +127,6 @@ def _priority(name: str) -> int:
     except BackendUnavailable:
         return 10**6
 
-
-
-class _NoMachine:
-    """A machine nothing is known of: for the device a caller's explicit options imply."""
-
-    @property
-    def gpus(self) -> tuple[Any, ...]:
-        return ()
-
-    @property
-    def gpu_probe(self) -> str:
-        return "not probed"
-
-    def runtime_version(self, runtime: str) -> str | None:
-        return None
-
-    def runtime_distribution(self, runtime: str) -> str | None:
-        return None
-
-    def backend_facts(self, backend: str) -> dict[str, Any]:
-        return {}
 
 
 __all__ = ["ENV_BACKEND", "Candidate", "Plan", "backend_reason", "check_backend_name", "make_plan",

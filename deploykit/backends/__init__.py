@@ -50,24 +50,38 @@ class Availability(NamedTuple):
 def register(name: str, target: str, *, aliases: tuple[str, ...] = (), replace: bool = False) -> None:
     """Add a backend: ``target`` is ``"package.module:Class"``, a :class:`Backend` subclass whose
     ``name`` is ``name``. It is imported when first asked for; from then on it is probed, planned,
-    loaded, tuned and benchmarked like the built-in ones. ``replace=True`` overrides a registered
-    name (else that is an ``InvalidArgument``)."""
-    if not isinstance(name, str) or not name or name != name.strip() or name.lower() == "auto":
-        raise InvalidArgument(f"backend name must be a non-empty string other than 'auto', got {name!r}")
+    loaded, tuned and benchmarked like the built-in ones. ``aliases`` are other names for it.
+    ``replace=True`` overrides a registered name or alias (else that is an ``InvalidArgument``).
+    Everything is checked before the registry changes."""
+    key = _check_name(name, "name")
     module, sep, cls = target.partition(":") if isinstance(target, str) else ("", "", "")
     if not sep or not module or not cls:
         raise InvalidArgument(f"register({name!r}, target): target must be 'package.module:Class', "
                               f"got {target!r}")
-    key = name.lower()
+    if isinstance(aliases, str) or not isinstance(aliases, (tuple, list)):
+        raise InvalidArgument(f"aliases must be a tuple of names, got {type(aliases).__name__} {aliases!r}")
+    keys = [_check_name(a, "aliases") for a in aliases]
+    if not isinstance(replace, bool):
+        raise InvalidArgument(f"replace must be True or False, got {replace!r}")
     with _lock:
-        if not replace and (key in REGISTRY or key in ALIASES):
-            where = REGISTRY.get(key, ALIASES.get(key))
-            raise InvalidArgument(f"backend {name!r} is already registered ({where}); pass replace=True "
-                                  "to override it")
+        taken = [k for k in (key, *keys) if k in REGISTRY or k in ALIASES]
+        if taken and not replace:
+            where = ", ".join(f"{k!r} ({REGISTRY.get(k) or 'alias of ' + ALIASES[k]})" for k in taken)
+            raise InvalidArgument(f"already registered: {where}; pass replace=True to override")
         REGISTRY[key] = target
-        for alias in aliases:
-            ALIASES[alias.lower()] = key
+        ALIASES.pop(key, None)
+        for alias in keys:
+            if alias != key:  # replace=True may take over a name: the alias is looked up first
+                REGISTRY.pop(alias, None)
+                ALIASES[alias] = key
     _class_cache.pop(key, None)
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or name.lower() == "auto":
+        raise InvalidArgument(f"backend {what}: each must be a non-empty string other than 'auto' (no "
+                              f"surrounding spaces), got {name!r}")
+    return name.lower()
 
 
 def unregister(name: str) -> None:

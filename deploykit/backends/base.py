@@ -121,6 +121,12 @@ class Backend(abc.ABC):
         return [Candidate(cls.name, "cpu", rank=cls.priority)]
 
     @classmethod
+    def named_candidate(cls, options: Mapping[str, Any]) -> Candidate:
+        """The one candidate when the caller names this backend (its device as the options imply;
+        the engine reports the real one once loaded)."""
+        return Candidate(cls.name, "cuda:0" if cls.device_kind == NVIDIA_GPU else "cpu", rank=cls.priority)
+
+    @classmethod
     def candidate_options(cls, candidate: Candidate) -> dict[str, Any]:
         """The options that make this backend run as ``candidate`` says (e.g. its providers)."""
         return {}

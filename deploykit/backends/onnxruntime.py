@@ -233,9 +233,8 @@ class OnnxRuntimeBackend(Backend):
     def candidates(cls, source: ModelSource, machine: Machine,
                    options: Mapping[str, Any]) -> list[Candidate]:
         """The provider tiers, each viable or rejected with its reason; given providers replace them."""
-        if options.get("providers"):
-            given = tuple(p if isinstance(p, str) else p[0] for p in _as_list(options["providers"]))
-            return [Candidate(cls.name, _device_of(given[0], given), given, rank=_rank(given))]
+        if options.get("providers") is not None:
+            return [cls.named_candidate(options)]
         facts = machine.backend_facts(cls.name)
         if facts.get("error"):
             return [Candidate(cls.name, reason=str(facts["error"]), rank=cls.priority)]
@@ -255,6 +254,15 @@ class OnnxRuntimeBackend(Backend):
                 reason = _trt_reason(source, machine)
             out.append(Candidate(cls.name, gpu if needs_gpu else "cpu", providers, reason=reason, rank=rank))
         return out
+
+    @classmethod
+    def named_candidate(cls, options: Mapping[str, Any]) -> Candidate:
+        """The caller's providers (checked and spelled as ORT does) replace the tiers."""
+        if options.get("providers") is None:
+            return super().named_candidate(options)
+        given = normalize_providers(options["providers"], _ort())
+        names = tuple(p if isinstance(p, str) else p[0] for p in given)
+        return Candidate(cls.name, _device_of(names[0], given), names, rank=_rank(names))
 
     @classmethod
     def candidate_options(cls, candidate: Candidate) -> dict[str, Any]:
