@@ -14,13 +14,14 @@ data is only as good as those guesses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputMismatch
+from .errors import InputMismatch, InvalidArgument
 from .spec import Dim, TensorSpec, dtype_name
 
 if TYPE_CHECKING:
@@ -42,6 +43,15 @@ VALUE_DEPENDENT_OPS = frozenset({"NonMaxSuppression", "NonZero", "If", "Loop", "
 ValueRange = float | int | tuple[float, float]
 
 
+@dataclass(frozen=True)
+class MadeUpArgs:
+    """``shapes``, ``dims`` and ``value_ranges`` as checked by :func:`check_made_up` (None: not given)."""
+
+    shapes: dict[str, tuple[int, ...]] | None = None
+    dims: dict[str, int] | None = None
+    value_ranges: dict[str, ValueRange] | None = None
+
+
 @dataclass
 class Synthesized:
     """Made-up feeds and an honest note on how far they can be trusted."""
@@ -51,6 +61,142 @@ class Synthesized:
     representative: bool
     #: One line per guess or caveat, for the user.
     notes: list[str] = field(default_factory=list)
+
+
+# -- the caller's shapes, dims and value_ranges ---------------------------------------------------
+def check_made_up(specs: Sequence[TensorSpec] | None, shapes: Any = None, dims: Any = None,
+                  value_ranges: Any = None) -> MadeUpArgs:
+    """Check what shapes made-up inputs; ``InvalidArgument`` naming the argument and the entry.
+
+    Without ``specs`` only the types are checked (before a model is opened); with the model's input
+    specs also that ``shapes`` and ``value_ranges`` name its inputs, ``dims`` the symbols of its
+    input shapes, each shape fits its input (rank, fixed dimensions) and each value range its dtype.
+    Returns the values normalised (shapes as tuples of ints, ranges as ``(low, high)`` tuples).
+    """
+    checked = MadeUpArgs(_check_shapes(shapes), _check_dims(dims), _check_value_ranges(value_ranges))
+    if specs is not None:
+        _check_against(list(specs), checked)
+    return checked
+
+
+def _names_map(value: Any, what: str, form: str) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidArgument(f"{what} must be a dict {form}, got {value!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+
+
+def _check_shapes(shapes: Any) -> dict[str, tuple[int, ...]] | None:
+    given = _names_map(shapes, "shapes", "input name -> shape, e.g. {'x': (1, 3, 224, 224)}")
+    if given is None:
+        return None
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in given.items():
+        ok = isinstance(shape, (Sequence, np.ndarray)) and not isinstance(shape, (str, bytes)) \
+            and all(_is_int(d) and d >= 1 for d in shape)
+        if not ok:
+            raise InvalidArgument(f"shapes[{name!r}] must be a sequence of ints >= 1, e.g. "
+                                  f"(1, 3, 224, 224), got {shape!r}")
+        out[name] = tuple(int(d) for d in shape)
+    return out
+
+
+def _check_dims(dims: Any) -> dict[str, int] | None:
+    given = _names_map(dims, "dims", "dimension symbol -> size, e.g. {'seq': 128}")
+    if given is None:
+        return None
+    for name, size in given.items():
+        if not (_is_int(size) and size >= 1):
+            raise InvalidArgument(f"dims[{name!r}] must be an int >= 1, got {size!r}")
+    return {k: int(v) for k, v in given.items()}
+
+
+def _check_value_ranges(value_ranges: Any) -> dict[str, ValueRange] | None:
+    given = _names_map(value_ranges, "value_ranges",
+                       "input name -> (low, high) or a constant, e.g. {'ids': (0, 30522)}")
+    if given is None:
+        return None
+    out: dict[str, ValueRange] = {}
+    for name, value in given.items():
+        if _is_number(value):
+            out[name] = value
+        elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_number, value)):
+            if not value[1] > value[0]:
+                raise InvalidArgument(f"value_ranges[{name!r}]: range {tuple(value)} is empty; give "
+                                      "(low, high) with high > low (high exclusive), or one number")
+            out[name] = (value[0], value[1])
+        else:
+            raise InvalidArgument(f"value_ranges[{name!r}] must be (low, high) or one number, "
+                                  f"got {value!r}")
+    return out
+
+
+def _check_against(specs: list[TensorSpec], given: MadeUpArgs) -> None:
+    """The names in ``given`` are the model's; each shape and value range fits its input."""
+    by_name = {s.name: s for s in specs}
+    for what, names in (("shapes", given.shapes), ("value_ranges", given.value_ranges)):
+        unknown = sorted(set(names or {}) - set(by_name))
+        if unknown:
+            raise InvalidArgument(f"{what} names {', '.join(map(repr, unknown))}, which the model has "
+                                  f"no input of; its inputs: {', '.join(by_name) or '(none)'}")
+    symbols: dict[str, str] = {}  # symbol -> the first input that has it, in the model's order
+    for s in specs:
+        for d in s.shape or ():
+            if isinstance(d, str):
+                symbols.setdefault(d, s.name)
+    unknown = sorted(set(given.dims or {}) - set(symbols))
+    if unknown:
+        have = ", ".join(f"{d!r} ({name})" for d, name in symbols.items()) or "(none)"
+        raise InvalidArgument(f"dims names {', '.join(map(repr, unknown))}, which no input shape of "
+                              f"the model has; its named dimensions: {have}")
+    for name, shape in (given.shapes or {}).items():
+        _check_shape_fits(by_name[name], shape)
+    for name, value in (given.value_ranges or {}).items():
+        _check_range_fits(by_name[name], value)
+
+
+def _check_shape_fits(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    if spec.shape is None:
+        return
+    sig = f"{dtype_name(spec.dtype)}{spec.shape_str()}"
+    if len(shape) != len(spec.shape):
+        raise InvalidArgument(f"shapes[{spec.name!r}]: {shape} does not fit input {spec.name!r} "
+                              f"{sig} (rank {len(spec.shape)})")
+    for axis, (want, got) in enumerate(zip(spec.shape, shape)):
+        if isinstance(want, int) and want != got:
+            raise InvalidArgument(f"shapes[{spec.name!r}]: {shape} does not fit input {spec.name!r} "
+                                  f"{sig}: dimension {axis} must be {want}")
+
+
+def _check_range_fits(spec: TensorSpec, value: ValueRange) -> None:
+    kind = spec.dtype.kind
+    head = f"value_ranges[{spec.name!r}]: input {spec.name!r} is {dtype_name(spec.dtype)}"
+    values = list(value) if isinstance(value, tuple) else [value]
+    if isinstance(value, tuple) and kind not in "iuf":
+        raise InvalidArgument(f"{head}; a (low, high) range needs an int or float input (give one "
+                              "number for a constant, or leave it out)")
+    if kind not in "biuf":
+        raise InvalidArgument(f"{head}; only numeric inputs take a value (leave it out)")
+    if kind == "b" and value not in (0, 1):
+        raise InvalidArgument(f"{head}; give 0 or 1 (False or True), got {value!r}")
+    if kind in "iu":
+        if not all(float(v).is_integer() for v in values):
+            raise InvalidArgument(f"{head}; give integers, got {value!r}")
+        info = np.iinfo(spec.dtype)
+        top = values[1] - 1 if isinstance(value, tuple) else values[0]
+        if values[0] < info.min or top > info.max:
+            raise InvalidArgument(f"{head}; {value!r} does not fit it ({int(info.min)} to {int(info.max)}"
+                                  + (", high exclusive)" if isinstance(value, tuple) else ")"))
 
 
 def batch_dims(specs: Sequence[TensorSpec]) -> tuple[bool, int | None]:
@@ -74,20 +220,19 @@ def resolve_shapes(specs: Sequence[TensorSpec], *, batch: int | None = None,
     """Concrete shape per tensor input, and a note per dimension that had to be guessed.
 
     ``batch`` replaces a dynamic first dimension (also in a shape from ``shapes``); a symbolic
-    dimension gets one size across all inputs. Raises ``InputMismatch`` when a given shape does
-    not fit the spec (rank or a fixed dimension) or a rank is unknown and no shape is given.
+    dimension gets one size across all inputs. ``shapes`` and ``dims`` are checked as by
+    :func:`check_made_up` (``InvalidArgument``); an input of unknown rank with no shape given is an
+    ``InputMismatch`` (the model's inputs cannot be made up without it).
     """
-    shapes = dict(shapes or {})
-    dims = dict(dims or {})
-    unknown = sorted(set(shapes) - {s.name for s in specs})
-    if unknown:
-        raise InputMismatch(f"shapes given for unknown input(s) {', '.join(map(repr, unknown))}; "
-                            f"the model's inputs are: {', '.join(str(s) for s in specs)}")
-    checks = list(dims.items()) + ([("batch", batch)] if batch is not None else [])
-    for key, size in checks:
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-            raise InputMismatch(f"dimension {key!r}: expected a size >= 1, got {size!r}")
-    symbols: dict[str, int] = dict(dims)
+    return _resolve(specs, batch, check_made_up(specs, shapes, dims))
+
+
+def _resolve(specs: Sequence[TensorSpec], batch: int | None,
+             given: MadeUpArgs) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+    if batch is not None and not (_is_int(batch) and batch >= 1):
+        raise InvalidArgument(f"batch must be an int >= 1, got {batch!r}")
+    shapes = given.shapes or {}
+    symbols: dict[str, int] = dict(given.dims or {})
     guessed: list[str] = []
     out: dict[str, tuple[int, ...]] = {}
     # batch symbols first, so that a symbol used as a batch elsewhere gets the batch size
@@ -98,10 +243,12 @@ def resolve_shapes(specs: Sequence[TensorSpec], *, batch: int | None = None,
     for s in specs:
         if s.kind != "tensor":
             continue
-        given = shapes.get(s.name)
-        if given is not None:
-            out[s.name] = _fit_given(s, tuple(int(d) for d in given), batch)
-            for d, size in zip(s.shape or (), out[s.name]):
+        shape = shapes.get(s.name)
+        if shape is not None:
+            if batch is not None and shape and s.shape is not None and not isinstance(s.shape[0], int):
+                shape = (batch, *shape[1:])
+            out[s.name] = shape
+            for d, size in zip(s.shape or (), shape):
                 if isinstance(d, str):
                     symbols.setdefault(d, size)
             continue
@@ -110,21 +257,6 @@ def resolve_shapes(specs: Sequence[TensorSpec], *, batch: int | None = None,
                                 f"shapes={{{s.name!r}: (1, 3, 224, 224)}}")
         out[s.name] = tuple(_size(s, axis, d, batch, symbols, guessed) for axis, d in enumerate(s.shape))
     return out, guessed
-
-
-def _fit_given(spec: TensorSpec, shape: tuple[int, ...], batch: int | None) -> tuple[int, ...]:
-    if spec.shape is None:
-        return shape
-    if len(shape) != len(spec.shape) or any(d < 1 for d in shape):
-        raise InputMismatch(f"shape {shape} given for input {spec.name!r} does not fit "
-                            f"{dtype_name(spec.dtype)}{spec.shape_str()} (rank {len(spec.shape)})")
-    for axis, (want, got) in enumerate(zip(spec.shape, shape)):
-        if isinstance(want, int) and want != got:
-            raise InputMismatch(f"shape {shape} given for input {spec.name!r} does not fit "
-                                f"{spec.shape_str()}: dimension {axis} must be {want}")
-    if batch is not None and shape and not isinstance(spec.shape[0], int):
-        shape = (batch, *shape[1:])
-    return shape
 
 
 def _size(spec: TensorSpec, axis: int, d: Dim, batch: int | None, symbols: dict[str, int],
@@ -199,18 +331,15 @@ def synthesize(specs: Sequence[TensorSpec], *, batch: int | None = None,
 
     ``proto`` (the ONNX graph, when there is one) lets integer ranges be read from the graph
     and value-dependent operators be found; without it the data is flagged as unchecked.
+    ``shapes``, ``dims`` and ``value_ranges`` are checked by :func:`check_made_up`.
     """
-    value_ranges = dict(value_ranges or {})
-    names = {s.name for s in specs}
-    unknown = sorted(set(value_ranges) - names)
-    if unknown:
-        raise InputMismatch(f"value_ranges given for unknown input(s) {', '.join(map(repr, unknown))}"
-                            f"; the model's inputs are: {', '.join(sorted(names))}")
+    given = check_made_up(specs, shapes, dims, value_ranges)
+    value_ranges = given.value_ranges or {}
     others = [s for s in specs if s.kind != "tensor"]
     if others:
         raise InputMismatch(f"cannot make up {others[0].kind} input {others[0].name!r}; pass real "
                             "inputs (inputs=...)")
-    resolved, notes = resolve_shapes(specs, batch=batch, shapes=shapes, dims=dims)
+    resolved, notes = _resolve(specs, batch, given)
     representative = not notes
     from_graph = index_ranges(proto) if proto is not None else {}
     if proto is not None:
@@ -227,8 +356,7 @@ def synthesize(specs: Sequence[TensorSpec], *, batch: int | None = None,
     feeds: dict[str, np.ndarray] = {}
     for s in specs:
         shape = resolved[s.name]
-        given = value_ranges.get(s.name)
-        feeds[s.name], note = _values(s, shape, given, from_graph.get(s.name), rng)
+        feeds[s.name], note = _values(s, shape, value_ranges.get(s.name), from_graph.get(s.name), rng)
         if note:
             representative = False
             notes.append(note)
@@ -239,9 +367,7 @@ def _values(spec: TensorSpec, shape: tuple[int, ...], given: ValueRange | None,
             graph_range: tuple[int, int] | None, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     dtype = spec.dtype
     label = f"input {spec.name!r} ({dtype_name(dtype)})"
-    if given is not None and not isinstance(given, tuple):
-        if dtype.kind not in "biuf":
-            raise InputMismatch(f"{label}: a constant value needs a numeric input")
+    if given is not None and not isinstance(given, tuple):  # a constant (check_made_up: it fits)
         return np.full(shape, given, dtype=dtype), ""
     lo_hi = given
     if dtype.kind == "f":
@@ -259,11 +385,6 @@ def _values(spec: TensorSpec, shape: tuple[int, ...], given: ValueRange | None,
             note = (f"{label}: values drawn from {list(range(*DEFAULT_INT_RANGE))} (nothing says "
                     f"what range it needs); give value_ranges={{{spec.name!r}: (low, high)}}")
         lo, hi = int(lo_hi[0]), int(lo_hi[1])
-        if hi <= lo:
-            raise InputMismatch(f"{label}: value range ({lo}, {hi}) is empty; high is exclusive")
-        info = np.iinfo(dtype)
-        if lo < info.min or hi - 1 > info.max:
-            raise InputMismatch(f"{label}: value range ({lo}, {hi}) does not fit {dtype}")
         return rng.integers(lo, hi, shape, dtype=dtype), note
     if dtype.kind == "b":
         return rng.integers(0, 2, shape).astype(bool), ""

@@ -15,7 +15,9 @@ from deploykit.spec import TensorSpec
 from deploykit.synth import (
     DEFAULT_BATCH,
     DEFAULT_DIM,
+    MadeUpArgs,
     batch_dims,
+    check_made_up,
     index_ranges,
     resolve_shapes,
     synthesize,
@@ -70,14 +72,17 @@ def test_shapes_batch_symbols_and_defaults() -> None:
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"shapes": {"x": (1, 4, 5)}}, r"shape \(1, 4, 5\) given for input 'x' does not fit .*rank 4"),
-    ({"shapes": {"x": (1, 4, 5, 5)}}, "dimension 1 must be 3"),
-    ({"shapes": {"nope": (1,)}}, "shapes given for unknown input"),
-    ({"dims": {"H": 0}}, "dimension 'H': expected a size >= 1, got 0"),
-    ({"batch": 0}, "dimension 'batch': expected a size >= 1"),
+    ({"shapes": {"x": (1, 4, 5)}},
+     r"shapes\['x'\]: \(1, 4, 5\) does not fit input 'x' float32\[N,3,H,W\] \(rank 4\)"),
+    ({"shapes": {"x": (1, 4, 5, 5)}}, r"shapes\['x'\]: .*: dimension 1 must be 3"),
+    ({"shapes": {"nope": (1,)}}, "shapes names 'nope', which the model has no input of; its inputs: x"),
+    ({"dims": {"H": 0}}, r"dims\['H'\] must be an int >= 1, got 0"),
+    ({"dims": {"seq": 4}}, r"dims names 'seq', which no input shape of the model has; its named "
+                           r"dimensions: 'N' \(x\), 'H' \(x\), 'W' \(x\)"),
+    ({"batch": 0}, "batch must be an int >= 1, got 0"),
 ])
 def test_shape_errors(kwargs: dict, pattern: str) -> None:
-    with pytest.raises(dk.InputMismatch, match=pattern):
+    with pytest.raises(dk.InvalidArgument, match=pattern):
         resolve_shapes([spec("x", ("N", 3, "H", "W"))], **kwargs)
 
 
@@ -130,9 +135,10 @@ def test_token_ids_stay_inside_the_vocabulary() -> None:
     np.testing.assert_allclose(engine.run(made.feeds)["y"],
                                (np.arange(200, dtype=np.float32).reshape(50, 4)[ids]).sum(),
                                rtol=1e-5)
-    with pytest.raises(dk.InputMismatch, match=r"value range \(5, 5\) is empty"):
+    with pytest.raises(dk.InvalidArgument, match=r"value_ranges\['ids'\]: range \(5, 5\) is empty"):
         synthesize(engine.inputs, value_ranges={"ids": (5, 5)}, proto=model)
-    with pytest.raises(dk.InputMismatch, match="value_ranges given for unknown input"):
+    with pytest.raises(dk.InvalidArgument, match="value_ranges names 'nope', which the model has no "
+                                                 "input of; its inputs: ids"):
         synthesize(engine.inputs, value_ranges={"nope": (0, 1)}, proto=model)
 
 
@@ -148,6 +154,66 @@ def test_value_dependent_ops_are_flagged() -> None:
 def test_non_tensor_inputs_are_refused() -> None:
     with pytest.raises(dk.InputMismatch, match="cannot make up sequence input 's'; pass real inputs"):
         synthesize([spec("s", None, object, kind="sequence")])
+
+
+SPECS = [spec("x", ("N", 3, "H", "W")), spec("ids", ("N", "S"), np.int64), spec("u", ("N",), np.uint8),
+         spec("flag", ("N",), bool), spec("s", ("N",), object)]
+#: (shapes, dims, value_ranges) -> the message; the types are checked without specs too.
+BAD_TYPES = [
+    ({"shapes": [(1, 3, 8, 8)]}, r"shapes must be a dict input name -> shape"),
+    ({"shapes": {"x": "abc"}}, r"shapes\['x'\] must be a sequence of ints >= 1, e\.g\. \(1, 3, 224, "
+                               r"224\), got 'abc'"),
+    ({"shapes": {"x": (1, 0, 8, 8)}}, r"shapes\['x'\] must be a sequence of ints >= 1"),
+    ({"shapes": {"x": (1, 3.0, 8, 8)}}, r"shapes\['x'\] must be a sequence of ints >= 1"),
+    ({"shapes": {1: (1,)}}, r"shapes must be a dict input name -> shape"),
+    ({"dims": ["S"]}, r"dims must be a dict dimension symbol -> size"),
+    ({"dims": {"S": True}}, r"dims\['S'\] must be an int >= 1, got True"),
+    ({"dims": {"S": "4"}}, r"dims\['S'\] must be an int >= 1, got '4'"),
+    ({"value_ranges": 5}, r"value_ranges must be a dict input name -> \(low, high\) or a constant"),
+    ({"value_ranges": {"x": "x"}}, r"value_ranges\['x'\] must be \(low, high\) or one number, got 'x'"),
+    ({"value_ranges": {"x": (0, 1, 2)}}, r"value_ranges\['x'\] must be \(low, high\) or one number"),
+    ({"value_ranges": {"x": float("nan")}}, r"value_ranges\['x'\] must be \(low, high\) or one number"),
+    ({"value_ranges": {"x": (1.0, 0.5)}}, r"value_ranges\['x'\]: range \(1\.0, 0\.5\) is empty"),
+]
+#: ... and the checks that need the model's input specs.
+BAD_FOR_MODEL = [
+    ({"shapes": {"y": (1,)}}, r"shapes names 'y', which the model has no input of; its inputs: x, ids"),
+    ({"shapes": {"x": (1, 4, 8, 8)}}, r"shapes\['x'\]: \(1, 4, 8, 8\) does not fit input 'x' "
+                                      r"float32\[N,3,H,W\]: dimension 1 must be 3"),
+    ({"dims": {"T": 4}}, r"dims names 'T', which no input shape of the model has; its named "
+                         r"dimensions: 'N' \(x\), 'H' \(x\), 'W' \(x\), 'S' \(ids\)"),
+    ({"value_ranges": {"y": 1}}, r"value_ranges names 'y', which the model has no input of"),
+    ({"value_ranges": {"ids": (0.5, 10)}}, r"value_ranges\['ids'\]: input 'ids' is int64; give "
+                                           r"integers, got \(0\.5, 10\)"),
+    ({"value_ranges": {"u": (0, 257)}}, r"value_ranges\['u'\]: input 'u' is uint8; \(0, 257\) does not "
+                                        r"fit it \(0 to 255, high exclusive\)"),
+    ({"value_ranges": {"u": -1}}, r"value_ranges\['u'\]: input 'u' is uint8; -1 does not fit it"),
+    ({"value_ranges": {"flag": (0, 1)}}, r"value_ranges\['flag'\]: input 'flag' is bool; a \(low, high\) "
+                                         r"range needs an int or float input"),
+    ({"value_ranges": {"flag": 2}}, r"value_ranges\['flag'\]: input 'flag' is bool; give 0 or 1"),
+    ({"value_ranges": {"s": 1}}, r"value_ranges\['s'\]: input 's' is .*; only numeric inputs take a value"),
+]
+
+
+@pytest.mark.parametrize("kwargs, pattern", BAD_TYPES + BAD_FOR_MODEL)
+def test_check_made_up_names_the_argument_and_entry(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(dk.InvalidArgument, match=pattern):
+        check_made_up(SPECS[:2] if "its inputs: x, ids" in pattern else SPECS, **kwargs)
+    if (kwargs, pattern) in BAD_TYPES:  # found before the model is opened
+        with pytest.raises(dk.InvalidArgument, match=pattern):
+            check_made_up(None, **kwargs)
+    else:
+        check_made_up(None, **kwargs)
+
+
+def test_check_made_up_normalises() -> None:
+    assert check_made_up(None) == MadeUpArgs(None, None, None)
+    got = check_made_up(SPECS, shapes={"x": [np.int64(2), 3, 4, 5]}, dims={"S": np.int32(7)},
+                        value_ranges={"ids": [0, 10], "u": 3, "flag": 1, "x": (-1.5, 1.5)})
+    assert got == MadeUpArgs({"x": (2, 3, 4, 5)}, {"S": 7}, {"ids": (0, 10), "u": 3, "flag": 1,
+                                                              "x": (-1.5, 1.5)})
+    assert type(got.shapes["x"][0]) is int and type(got.dims["S"]) is int  # type: ignore[index]
+    check_made_up([spec("x", None)], shapes={"x": (1, 2, 3)})  # unknown rank: any shape fits
 
 
 @pytest.mark.zoo
