@@ -22,7 +22,8 @@ from .hostinfo import usable_cpus
 MAX_THREADS_PER_CPU = 4
 
 
-def check_threads(threads: Any, name: str = "threads", *, warn_above_usable: bool = True) -> int | None:
+def check_threads(threads: Any, name: str = "threads", *, warn_above_usable: bool = True,
+                  default: str = "the CPUs this process may use") -> int | None:
     """``threads`` as an int >= 1 (numpy integers accepted), or None (the CPUs this process may
     use). Refused above ``MAX_THREADS_PER_CPU`` x the logical CPUs; a ``DeployKitWarning`` above the
     CPUs this process may use (oversubscription: slower, never faster, on CPU runtimes) unless
@@ -30,8 +31,7 @@ def check_threads(threads: Any, name: str = "threads", *, warn_above_usable: boo
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InvalidArgument(f"{name} must be an int >= 1 (or None: the CPUs this process may use), "
-                              f"got {threads!r}")
+        raise InvalidArgument(f"{name} must be an int >= 1 (or None: {default}), got {threads!r}")
     n = int(threads)
     logical = os.cpu_count() or 1
     cap = MAX_THREADS_PER_CPU * logical

@@ -65,6 +65,9 @@ LOAD: list[tuple[str, dict[str, Any], type[Exception], str]] = [
      dk.InvalidArgument, r"session_options\['intra_op_num_threads'\]"),
     ("numpy fold_constants", {"backend": "numpy", "fold_constants": "x"}, dk.InvalidArgument,
      r"fold_constants must be True or False"),
+    ("session_options threads",
+     {"backend": "onnxruntime", "session_options": {"intra_op_num_threads": 10**5}}, dk.InvalidArgument,
+     r"session_options intra_op_num_threads=100000 is more than 4x"),
 ]
 
 
@@ -81,6 +84,7 @@ TFLITE = [
     ("dequantize", {"dequantize": "yes"}, r"dequantize must be True or False"),
     ("xnnpack", {"xnnpack": 1}, r"xnnpack must be True or False"),
     ("pool", {"pool": 0}, r"pool must be an int >= 1"),
+    ("pool absurd", {"pool": 10**5}, r"pool=100000 is more than 4x"),
     ("signature", {"signature": 3}, r"signature must be a signature key"),
 ]
 

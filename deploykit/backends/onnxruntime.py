@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..arguments import check_bool
+from ..arguments import check_bool, check_threads
 from ..errors import BackendUnavailable, InputMismatch, InvalidArgument, ModelLoadError, first_line
 from ..hostinfo import usable_cpus
 from ..model import ModelSource, onnx_io_specs
@@ -92,6 +92,9 @@ class OnnxRuntimeBackend(Backend):
         self.inputs, self.outputs = onnx_io_specs(source.proto)
         so = self._session_options(ort, session_options, graph_optimization_level)
         # An explicit thread count wins; else keep what a given SessionOptions set; else our default.
+        for attr in ("intra_op_num_threads", "inter_op_num_threads"):
+            if getattr(so, attr):  # 0: onnxruntime's default; else bounded as threads= is
+                check_threads(getattr(so, attr), f"session_options {attr}", warn_above_usable=False)
         if threads is not None:
             so.intra_op_num_threads = threads
         elif so.intra_op_num_threads == 0:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arguments import check_bool, check_number
+from ..arguments import check_bool, check_threads
 from ..errors import (
     BackendError,
     BackendUnavailable,
@@ -195,7 +195,8 @@ class TFLiteBackend(Backend):
     ) -> None:
         rt = runtime()
         self._runtime = rt
-        pool = check_number(pool, "pool", minimum=1, integer=True, allow_none=True)
+        pool = check_threads(pool, "pool", warn_above_usable=False,  # interpreters: bounded like threads
+                             default="usable CPUs // threads")
         dequantize = check_bool(dequantize, "dequantize")
         xnnpack = check_bool(xnnpack, "xnnpack")
         if signature is not None and not isinstance(signature, str):

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PreprocessError
+from ..arguments import check_threads
+from ..errors import InvalidArgument, PreprocessError
 
 #: The longest image or output side the core takes (absurd sizes are refused before anything runs).
 MAX_SIDE = 1 << 20
@@ -123,13 +124,14 @@ def choice(value: Any, name: str, choices: Collection[str]) -> str:
 
 
 def threads(value: Any) -> int | None:
-    """None (the CPUs this process may use) or an int >= 1."""
-    if value is None:
-        return None
-    if not _is_int(value) or value < 1:
-        raise PreprocessError(f"threads must be an int >= 1 (or None: the CPUs this process may use), "
-                              f"got {value!r}")
-    return int(value)
+    """None (the CPUs this process may use) or an int >= 1, bounded as everywhere in deploykit
+    (``arguments.check_threads``), refused as a ``PreprocessError``."""
+    try:
+        return check_threads(value)
+    except InvalidArgument as e:
+        if isinstance(e, PreprocessError):
+            raise
+        raise PreprocessError(str(e)) from e
 
 
 def _human(n: int) -> str:

@@ -235,7 +235,8 @@ def test_threads_follow_usable_cpus_and_xnnpack_is_reported(zoo_path, photo: np.
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match=r"threads must be an int >= 1 .*got 0"):
         dk.load(path, threads=0)
-    with pytest.raises(dk.InvalidArgument, match=r"pool must be an int >= 1 \(or None\), got 0"):
+    with pytest.raises(dk.InvalidArgument, match=r"pool must be an int >= 1 \(or None: usable CPUs // "
+                                                 r"threads\), got 0"):
         dk.load(path, pool=0)
     with pytest.raises(TypeError, match="backend 'tflite' takes no option\\(s\\) turbo"):
         dk.load(path, backend="tflite", turbo=True)
