@@ -24,9 +24,9 @@ from ..hardware import usable_cpus
 from ..loading import load
 from ..model import ModelLike
 from ..progress import ProgressFn
-from ..synth import ValueRange
+from ..synth import ValueRange, check_made_up
 from .estimate import Cost, RowPlan, announce_overrun, plan_row
-from .feeds import Feeds, batch_sizes, check_names, describe, make_feeds
+from .feeds import Feeds, batch_sizes, describe, make_feeds
 from .memory import PeakRSS
 from .request import DEFAULT_DURATION, Budget, Request, check_request
 from .result import BenchResult, BenchRow
@@ -96,7 +96,7 @@ def _prepare(request: Request) -> _Prepared:
     try:
         names, options, notes = _load_engines(request, engines, load_s)
         specs = engines[0].inputs
-        check_names(specs, request.shapes, request.dims)
+        check_made_up(specs, request.shapes, request.dims, request.value_ranges)
         batches = batch_sizes(specs, request.batch_sizes, request.inputs, request.shapes)
         feeds = make_feeds(specs, batches, request.inputs, request.shapes, request.dims,
                            request.value_ranges, request.source, request.seed)

@@ -1,6 +1,5 @@
 """The inputs ``dk.bench`` times with: batch sizes the model can take, feeds per batch size (given
-ones tiled or cut, or made up by :mod:`deploykit.synth`), and the names in ``shapes``/``dims``
-checked against the model's inputs."""
+ones tiled or cut, or made up by :mod:`deploykit.synth`)."""
 
 from __future__ import annotations
 
@@ -26,22 +25,6 @@ class Feeds:
     synthesized: bool
     representative: bool
     notes: list[str] = field(default_factory=list)
-
-
-def check_names(specs: list[TensorSpec], shapes: Mapping[str, Any] | None,
-                dims: Mapping[str, int] | None) -> None:
-    """``shapes`` must name inputs of the model and ``dims`` symbols of its input shapes."""
-    inputs = [s.name for s in specs]
-    unknown = sorted(set(shapes or {}) - set(inputs))
-    if unknown:
-        raise InvalidArgument(f"shapes names {', '.join(map(repr, unknown))}, which the model has "
-                              f"no input of; its inputs: {', '.join(inputs) or '(none)'}")
-    symbols = {d: s.name for s in reversed(specs) for d in (s.shape or ()) if isinstance(d, str)}
-    unknown = sorted(set(dims or {}) - set(symbols))
-    if unknown:
-        have = ", ".join(f"{d!r} ({name})" for d, name in symbols.items()) or "(none)"
-        raise InvalidArgument(f"dims names {', '.join(map(repr, unknown))}, which no input shape of "
-                              f"the model has; its named dimensions: {have}")
 
 
 def batch_sizes(specs: list[TensorSpec], asked: list[int] | None,
@@ -150,4 +133,4 @@ def _described(feeds: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {describe(v)}" for k, v in feeds.items()]
 
 
-__all__ = ["Feeds", "as_feeds", "batch_sizes", "check_names", "describe", "make_feeds"]
+__all__ = ["Feeds", "as_feeds", "batch_sizes", "describe", "make_feeds"]

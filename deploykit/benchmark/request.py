@@ -2,13 +2,13 @@
 
 Every argument is checked here for its type and range; a bad one is an ``InvalidArgument`` (or
 ``UnknownBackend``, ``BackendUnavailable``, ``ModelLoadError``) naming the argument, what came and
-what is accepted. The checks that need the model's input specs (``shapes``, ``dims`` naming inputs
-and symbols it has) are in :mod:`deploykit.benchmark.feeds`.
+what is accepted. ``shapes``, ``dims`` and ``value_ranges`` are checked by
+:func:`deploykit.synth.check_made_up`: their types here, their names and fit once the model's input
+specs are known.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,10 +19,12 @@ import numpy as np
 from .. import backends as registry
 from ..arguments import check_number, check_threads
 from ..engine import Engine
-from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError
+from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError, UnknownOption
+from ..hardware import probe
 from ..model import ModelLike, ModelSource, open_model
 from ..progress import ProgressFn, progress_fn
-from ..synth import ValueRange
+from ..selection import backend_reason, unknown_options
+from ..synth import ValueRange, check_made_up
 
 #: Default seconds of timed calls per row (when neither ``duration`` nor ``iterations`` is given).
 DEFAULT_DURATION = 1.0
@@ -79,10 +81,8 @@ def check_request(model: Any, backends: Any, *, batch_sizes: Any, concurrency: A
     asked_batches = None if batch_sizes is None else positive_ints("batch_sizes", batch_sizes)
     threads = check_threads(threads)
     checked_inputs = _check_inputs(inputs)
-    checked_shapes = _check_shapes(shapes)
-    checked_dims = _check_dims(dims)
-    checked_ranges = _check_value_ranges(value_ranges)
-    if checked_inputs is not None and (checked_shapes or checked_dims or checked_ranges):
+    made_up = check_made_up(None, shapes, dims, value_ranges)  # names: once the specs are known
+    if checked_inputs is not None and (made_up.shapes or made_up.dims or made_up.value_ranges):
         raise InvalidArgument("shapes, dims and value_ranges shape made-up inputs; with inputs= "
                               "given, leave them out")
     seed = check_number(seed, "seed", minimum=0, integer=True)
@@ -109,7 +109,7 @@ def check_request(model: Any, backends: Any, *, batch_sizes: Any, concurrency: A
         names, skipped = resolve_backends(backends, source)
         _check_options_match(load_options, names)
     return Request(path, engine, source, names, skipped, asked_batches, levels, budget,
-                   checked_inputs, checked_shapes, checked_dims, checked_ranges, seed, threads,
+                   checked_inputs, made_up.shapes, made_up.dims, made_up.value_ranges, seed, threads,
                    load_options, bar)
 
 
@@ -142,11 +142,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
-
-
 # -- inputs and made-up inputs -----------------------------------------------------------------
 def _check_inputs(inputs: Any) -> Mapping[str, Any] | np.ndarray | None:
     if inputs is None or isinstance(inputs, np.ndarray):
@@ -158,56 +153,6 @@ def _check_inputs(inputs: Any) -> Mapping[str, Any] | np.ndarray | None:
         return inputs
     raise InvalidArgument(f"inputs must be a dict name -> array, a bare numpy array (one-input "
                           f"model) or None, got {type(inputs).__name__}")
-
-
-def _names_map(value: Any, what: str, form: str) -> Mapping[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidArgument(f"{what} must be a dict {form}, got {value!r}")
-    return value
-
-
-def _check_shapes(shapes: Any) -> dict[str, tuple[int, ...]] | None:
-    given = _names_map(shapes, "shapes", "input name -> shape, e.g. {'x': (1, 3, 224, 224)}")
-    if given is None:
-        return None
-    out: dict[str, tuple[int, ...]] = {}
-    for name, shape in given.items():
-        ok = isinstance(shape, (Sequence, np.ndarray)) and not isinstance(shape, (str, bytes)) \
-            and all(_is_int(d) and d >= 1 for d in shape)
-        if not ok:
-            raise InvalidArgument(f"shapes[{name!r}] must be a sequence of ints >= 1, e.g. "
-                                  f"(1, 3, 224, 224), got {shape!r}")
-        out[name] = tuple(int(d) for d in shape)
-    return out
-
-
-def _check_dims(dims: Any) -> dict[str, int] | None:
-    given = _names_map(dims, "dims", "dimension symbol -> size, e.g. {'seq': 128}")
-    if given is None:
-        return None
-    for name, size in given.items():
-        if not (_is_int(size) and size >= 1):
-            raise InvalidArgument(f"dims[{name!r}] must be an int >= 1, got {size!r}")
-    return {k: int(v) for k, v in given.items()}
-
-
-def _check_value_ranges(value_ranges: Any) -> dict[str, ValueRange] | None:
-    given = _names_map(value_ranges, "value_ranges",
-                       "input name -> (low, high) or a constant, e.g. {'ids': (0, 30522)}")
-    if given is None:
-        return None
-    out: dict[str, ValueRange] = {}
-    for name, value in given.items():
-        if _is_number(value):
-            out[name] = value
-        elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_number, value)):
-            out[name] = (value[0], value[1])
-        else:
-            raise InvalidArgument(f"value_ranges[{name!r}] must be (low, high) or one number, "
-                                  f"got {value!r}")
-    return out
 
 
 # -- the model and its backends ------------------------------------------------------------------
@@ -253,10 +198,11 @@ def resolve_backends(backends: str | Sequence[str] | None,
     asked = backends.split(",") if isinstance(backends, str) else list(backends)
     names = list(dict.fromkeys(registry.canonical_name(n.strip()) for n in asked))
     for name in names:
-        cls = registry.backend_class(name)
-        if source.format not in cls.formats:
-            raise ModelLoadError(f"{source.label}: backend {name!r} loads {'/'.join(cls.formats)} "
-                                 f"models, not {source.format}")
+        reason = backend_reason(name, source, probe(), {})  # the format, then the runtime
+        if reason is not None:
+            error = ModelLoadError if source.format not in registry.backend_class(name).formats \
+                else BackendUnavailable
+            raise error(f"{source.label}: backend {name!r} {reason}")
         status = registry.availability(name)
         if not status.available:
             raise BackendUnavailable(f"backend {name!r}: {status.reason}")
@@ -284,11 +230,12 @@ def _check_options(options: Any) -> dict[str, dict[str, Any]]:
         name = registry.canonical_name(key)
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise InvalidArgument(f"options[{key!r}] must be a dict of load options, got {value!r}")
-        accepted = registry.backend_class(name).option_names
-        unknown = sorted(k for k in value if k not in accepted)
-        if unknown:
-            raise InvalidArgument(f"options[{key!r}]: backend {name!r} takes no option(s) "
-                                  f"{', '.join(unknown)}; its options: {', '.join(accepted) or '(none)'}")
+        cls = registry.backend_class(name)
+        unknown = unknown_options(cls, value)
+        if unknown:  # as dk.load says it, with the entry named
+            accepted = ", ".join(cls.option_names) or "(none)"
+            raise UnknownOption(f"options[{key!r}]: backend {name!r} takes no option(s) "
+                                f"{', '.join(unknown)}; its options: {accepted}")
         out[name] = dict(value)
     return out
 

@@ -64,15 +64,19 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"value_ranges": {"images": "0:1"}}, dk.InvalidArgument,
      r"value_ranges\['images'\] must be \(low, high\) or one number, got '0:1'"),
     ({"value_ranges": {"images": (0, 1, 2)}}, dk.InvalidArgument, r"value_ranges\['images'\] must be"),
-    ({"value_ranges": {"nope": (0, 1)}}, dk.InputMismatch,
-     r"value_ranges given for unknown input\(s\) 'nope'"),
+    ({"value_ranges": {"nope": (0, 1)}}, dk.InvalidArgument,
+     r"value_ranges names 'nope', which the model has no input of; its inputs: images"),
+    ({"value_ranges": {"images": (1, 0)}}, dk.InvalidArgument, r"value_ranges\['images'\]: range \(1, 0\) "
+                                                              r"is empty"),
+    ({"backends": "tflite"}, dk.ModelLoadError, r"digits.onnx: backend 'tflite' loads tflite models, "
+                                                r"not onnx$"),
     ({"threads": 0}, dk.InvalidArgument, r"threads must be an int >= 1"),
     ({"threads": "2"}, dk.InvalidArgument, r"threads must be an int >= 1.*got '2'"),
     ({"threads": 10**6}, dk.InvalidArgument, r"threads=1000000 is more than"),
     ({"options": "fast"}, dk.InvalidArgument, r"options must be a dict backend name -> dict of load options"),
     ({"options": {"ort": "providers"}}, dk.InvalidArgument,
      r"options\['ort'\] must be a dict of load options, got 'providers'"),
-    ({"options": {"ort": {"nope": 1}}}, dk.InvalidArgument,
+    ({"options": {"ort": {"nope": 1}}}, dk.UnknownOption,
      r"options\['ort'\]: backend 'onnxruntime' takes no option\(s\) nope; its options: providers"),
     ({"options": {"numpy": {}}}, dk.InvalidArgument, r"options given for 'numpy', which is not benched"),
     ({"options": {"warp": {}}}, dk.UnknownBackend, r"unknown backend 'warp'"),
@@ -116,3 +120,13 @@ def test_result_methods_check_their_arguments() -> None:
     pytest.importorskip("matplotlib", reason="plot needs matplotlib (the 'bench' extra)")
     with pytest.raises(dk.InvalidArgument, match=r"dpi must be a number > 0, got 'high'"):
         result.plot().to_png(dpi="high")  # type: ignore[arg-type]
+
+
+def test_an_unknown_option_is_refused_as_dk_load_refuses_it() -> None:
+    """Same class and words as dk.load (an UnknownOption, also a TypeError), with the entry named."""
+    with pytest.raises(dk.UnknownOption) as loading:
+        dk.load(MODEL_PATH, backend="onnxruntime", nope=1)
+    with pytest.raises(TypeError) as benching:
+        dk.bench(MODEL_PATH, "onnxruntime", options={"ort": {"nope": 1}}, iterations=3)
+    assert isinstance(benching.value, dk.UnknownOption)
+    assert str(benching.value) == f"options['ort']: {loading.value}"

@@ -185,7 +185,9 @@ def test_engine_given() -> None:
     ({"concurrency": [1, 0]}, dk.InvalidArgument, "concurrency must be an int >= 1 or a non-empty list"),
     ({"batch_sizes": []}, dk.InvalidArgument, "batch_sizes must be an int >= 1 or a non-empty list"),
     ({"warmup": -1}, dk.InvalidArgument, "warmup must be an int >= 0"),
-    ({"shapes": {"images": (1, 1, 9, 8)}}, dk.InputMismatch, "dimension 2 must be 8"),
+    ({"shapes": {"images": (1, 1, 9, 8)}}, dk.InvalidArgument,
+     r"shapes\['images'\]: \(1, 1, 9, 8\) does not fit input 'images' float32\[N,1,8,8\]: dimension 2 "
+     r"must be 8"),
     ({"inputs": {"images": np.zeros((1, 1, 8, 9), np.float32)}}, dk.InputMismatch,
      r"onnxruntime rejects the inputs at batch 1 \(images: float32\[1,1,8,9\]\).*Nothing was measured"),
     ({"options": {"numpy": {}}}, dk.InvalidArgument, "options given for 'numpy', which is not benched"),
