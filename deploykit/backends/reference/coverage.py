@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import registry
+
 
 @dataclass(frozen=True)
 class OpCoverage:
@@ -20,8 +22,6 @@ class OpCoverage:
 def coverage() -> list[OpCoverage]:
     import onnx
     import onnx.defs
-
-    from . import registry
 
     newest: dict[tuple[str, str], int] = {}
     for schema in onnx.defs.get_all_schemas_with_history():

@@ -15,78 +15,20 @@ op (a well-kept library) — see :func:`delegate` and ``docs/reference-backend.m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-Kernel = Callable[..., Any]
-
-
-@dataclass
-class Node:
-    """What an op factory sees of one graph node, decoded once at load time."""
-
-    op_type: str
-    domain: str
-    since: int  # schema since_version selected by the model's opset
-    opset: int  # the model's opset version for this domain
-    name: str
-    attrs: dict[str, Any]
-    n_inputs: int
-    n_outputs: int
-    consts: tuple[np.ndarray | None, ...]  # constant value of each input when known at load time
-    proto: Any = field(repr=False, default=None)
-    #: compiles a subgraph attribute into a runnable ``CompiledGraph`` (set by the graph compiler)
-    compile_subgraph: Callable[[Any], Any] | None = field(repr=False, default=None)
-
-    def attr(self, name: str, default: Any = None) -> Any:
-        return self.attrs.get(name, default)
-
-    def const(self, index: int) -> np.ndarray | None:
-        return self.consts[index] if index < len(self.consts) else None
-
-
-Factory = Callable[[Node], Kernel]
-
-_NATIVE: dict[tuple[str, str, int], Factory] = {}
-_loaded = False
-
-
-def register(op_type: str, *since: int, domain: str = "") -> Callable[[Factory], Factory]:
-    """Register ``factory`` for ``op_type`` at each schema ``since`` version listed."""
-    if not since:
-        raise ValueError(f"register({op_type!r}) needs at least one since_version")
-
-    def deco(factory: Factory) -> Factory:
-        for version in since:
-            key = (domain, op_type, version)
-            if key in _NATIVE:
-                raise ValueError(f"{key} registered twice")
-            _NATIVE[key] = factory
-        return factory
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        from . import ops  # noqa: F401  (importing registers every native op)
-
-        _loaded = True
+from . import ops  # noqa: F401  (importing registers every native op in kernels.NATIVE)
+from .kernels import NATIVE, Factory, Kernel, Node, register
 
 
 def native(domain: str, op_type: str, since: int) -> Factory | None:
-    _ensure_loaded()
-    return _NATIVE.get((domain, op_type, since))
+    return NATIVE.get((domain, op_type, since))
 
 
 def native_ops() -> list[tuple[str, str, int]]:
     """Every (domain, op_type, since_version) with a native implementation."""
-    _ensure_loaded()
-    return sorted(_NATIVE)
+    return sorted(NATIVE)
 
 
 def schema_since(domain: str, op_type: str, opset: int) -> int | None:
@@ -155,3 +97,7 @@ def reference_class(domain: str, op_type: str, version: int, node: Any = None,
 
         return load_training(domain, op_type, version)
     raise NotImplementedError(f"onnx.reference has no domain {domain!r}")
+
+
+__all__ = ["Factory", "Kernel", "Node", "delegate", "native", "native_ops", "reference_class", "register",
+           "schema_since"]

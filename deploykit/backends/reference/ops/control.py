@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Kernel, Node, register
+from ..kernels import Kernel, Node, register
 
 # Semantics are unchanged across these schema versions (only the accepted types grew).
 _IF_LOOP = (1, 11, 13, 16, 19, 21, 23, 24, 25)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Kernel, Node, register
+from ..kernels import Kernel, Node, register
 
 Array = np.ndarray
 

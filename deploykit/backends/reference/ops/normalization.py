@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Kernel, Node, register
+from ..kernels import Kernel, Node, register
 
 
 def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Kernel, Node, register
+from ..kernels import Kernel, Node, register
 
 _CTMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
          "tf_crop_and_resize", "tf_half_pixel_for_nn")

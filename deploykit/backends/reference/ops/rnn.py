@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import Kernel, Node, register
+from ..kernels import Kernel, Node, register
 
 Act = Callable[[np.ndarray], np.ndarray]
 # (per-direction input weights, bias added to the projected input, per-direction R^T, extra bias)
