@@ -108,7 +108,7 @@ class HardwareReport:
             self._facts["onnxruntime"] = {"providers": list(onnxruntime_providers), "error": None}
         self._facts_lock = threading.Lock()
         #: seconds spent in backends' own probes (e.g. importing onnxruntime for its providers)
-        self.providers_seconds = 0.0
+        self.backend_probe_seconds = 0.0
 
     # -- runtimes ---------------------------------------------------------------------------
     def runtime_version(self, runtime: str) -> str | None:
@@ -129,8 +129,15 @@ class HardwareReport:
             if facts is None:
                 start = time.perf_counter()
                 facts = self._facts[backend] = _probe_backend(backend, self)
-                self.providers_seconds += time.perf_counter() - start
+                self.backend_probe_seconds += time.perf_counter() - start
             return facts
+
+    @property
+    def providers_seconds(self) -> float:
+        """Deprecated: ``backend_probe_seconds`` (every backend's own probe, not only providers)."""
+        warnings.warn("HardwareReport.providers_seconds is deprecated; use backend_probe_seconds",
+                      DeprecationWarning, stacklevel=2)
+        return self.backend_probe_seconds
 
     @property
     def onnxruntime_providers(self) -> tuple[str, ...]:
@@ -172,7 +179,7 @@ class HardwareReport:
             "notes": list(self.notes),
             "fingerprint": self.fingerprint(),
             "probe_seconds": round(self.probe_seconds, 6),
-            "backend_probe_seconds": round(self.providers_seconds, 6),
+            "backend_probe_seconds": round(self.backend_probe_seconds, 6),
         }
 
     def _flat_facts(self) -> dict[str, Any]:
@@ -204,7 +211,7 @@ class HardwareReport:
             ("preprocess", f"C core loaded, SIMD path {core.simd}" if core.loaded
              else f"C core not loaded ({core.error})"),
             ("fingerprint", self.fingerprint()),
-            ("probe", f"{self.probe_seconds * 1e3:.1f} ms (+ {self.providers_seconds * 1e3:.1f} ms "
+            ("probe", f"{self.probe_seconds * 1e3:.1f} ms (+ {self.backend_probe_seconds * 1e3:.1f} ms "
                       "for the backends' own probes)"),
         ]
         rows += [("note", n) for n in self.notes]
@@ -263,11 +270,7 @@ def _probe() -> HardwareReport:
     start = time.perf_counter()
     notes: list[str] = []
     runtimes = installed_runtimes()
-    for runtime, dists in runtime_distributions().items():
-        several = [d for d in dists if d in runtimes]
-        if len(several) > 1 and runtime == "onnxruntime":  # one import name, several builds
-            notes.append(f"several {runtime} distributions are installed ({', '.join(several)}); they "
-                         "share one package folder, so the last one installed wins — keep only one")
+    notes += _conflicting_builds(runtimes)
     from .gpus import probe_nvidia_gpus  # imported on first probe: ``import deploykit`` stays light
 
     gpus, how = probe_nvidia_gpus()
@@ -276,6 +279,22 @@ def _probe() -> HardwareReport:
         preprocess=_probe_preprocess(), system=platform.system(), python=platform.python_version(),
         notes=notes, probe_seconds=time.perf_counter() - start,
     )
+
+
+def _conflicting_builds(runtimes: Mapping[str, str]) -> list[str]:
+    """A note per backend whose distributions are builds of one package (``distributions_conflict``)
+    of which more than one is installed."""
+    notes = []
+    for name in registry.names():
+        try:
+            cls = registry.backend_class(name)
+        except BackendUnavailable:
+            continue
+        several = [d for d in cls.distributions if d in runtimes]
+        if cls.distributions_conflict and len(several) > 1:
+            notes.append(f"several {name} distributions are installed ({', '.join(several)}); they "
+                         "share one package folder, so the last one installed wins — keep only one")
+    return notes
 
 
 def installed_runtimes(paths: Iterable[str] | None = None) -> dict[str, str]:

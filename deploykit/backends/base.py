@@ -40,6 +40,9 @@ class Backend(abc.ABC):
     #: The pip distributions that provide the runtime, in the order the probe reports them (the first
     #: installed one is "the" runtime). Empty: nothing beyond deploykit's own dependencies.
     distributions: ClassVar[tuple[str, ...]] = ()
+    #: True when the distributions are builds of one import package (installing two: the last wins),
+    #: so the probe notes a conflict when more than one is installed.
+    distributions_conflict: ClassVar[bool] = False
     #: Other runtimes the adapter's plans depend on, name -> their pip distributions (e.g. the
     #: TensorRT that onnxruntime's TensorRT provider needs), so the probe reports them too.
     companion_distributions: ClassVar[dict[str, tuple[str, ...]]] = {}

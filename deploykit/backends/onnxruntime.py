@@ -69,6 +69,7 @@ class OnnxRuntimeBackend(Backend):
     thread_safe = True  # InferenceSession.run is documented as thread-safe
     distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
                      "onnxruntime-qnn", "onnxruntime-rocm", "onnxruntime-silicon")
+    distributions_conflict = True  # every build installs the `onnxruntime` package
     companion_distributions: ClassVar[dict[str, tuple[str, ...]]] = {"tensorrt": TENSORRT_DISTRIBUTIONS}
     priority = 40
     option_names = ("providers", "allow_fallback", "graph_optimization_level", "session_options")
