@@ -28,9 +28,7 @@ def progress_fn(progress: bool | ProgressFn | None, desc: str) -> ProgressFn | N
     """
     if callable(progress):
         return progress
-    if progress is not None and not isinstance(progress, bool):
-        raise InvalidArgument(f"progress must be None, True, False or a callable(done, total, label), "
-                              f"got {type(progress).__name__} {progress!r}")
+    check_progress(progress)
     if not isinstance(desc, str):
         raise InvalidArgument(f"desc must be a str, got {type(desc).__name__} {desc!r}")
     notebook = in_notebook()
@@ -41,6 +39,13 @@ def progress_fn(progress: bool | ProgressFn | None, desc: str) -> ProgressFn | N
         if bar is not None:
             return bar
     return TextBar(desc)
+
+
+def check_progress(progress: object) -> None:
+    """Refuse a ``progress=`` that is not None, a bool or a callable (``InvalidArgument``)."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise InvalidArgument(f"progress must be None, True, False or a callable(done, total, label), "
+                              f"got {type(progress).__name__} {progress!r}")
 
 
 def in_notebook() -> bool:
@@ -126,4 +131,4 @@ def _notebook_bar(desc: str) -> ProgressFn | None:
     return HtmlBar(desc, display, HTML)
 
 
-__all__ = ["HtmlBar", "ProgressFn", "TextBar", "in_notebook", "progress_fn"]
+__all__ = ["HtmlBar", "ProgressFn", "TextBar", "check_progress", "in_notebook", "progress_fn"]

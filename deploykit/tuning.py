@@ -21,7 +21,7 @@ that can change them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import Any, NoReturn
@@ -43,9 +43,9 @@ from .errors import (
     UnknownOption,
 )
 from .hardware import HardwareReport, probe
-from .opening import reasons
+from .opening import no_candidate
 from .plan import Candidate, Plan
-from .progress import progress_fn
+from .progress import ProgressFn, check_progress, progress_fn
 from .spec import TensorSpec
 from .synth import ValueRange, synthesize
 from .tuning_cache import ENV_CACHE_DIR, cache_dir, cache_key, cache_path, read, store
@@ -64,8 +64,6 @@ MARGIN = 0.05
 #: not timed again: it cannot win (its fastest call, not its median, so that a burst cannot drop it).
 HOPELESS = 3.0
 
-#: ``progress(done, total, label)``, as ``dk.bench`` calls it.
-ProgressFn = Callable[[int, int, str], None]
 #: The reference: its label, its outputs, their specs.
 _Ref = tuple[str, dict[str, Any], list[TensorSpec]]
 
@@ -89,14 +87,15 @@ class Settings:
         check_number(self.seconds, "seconds", above=0)
         if self.cache is not True and self.cache is not False and self.cache != "refresh":
             raise InvalidArgument(f"cache must be True, False or 'refresh', got {self.cache!r}")
-        if self.progress is not None and not isinstance(self.progress, bool) and not callable(self.progress):
-            raise InvalidArgument(f"progress must be True, False, None or a callable(done, total, label), "
-                                  f"got {self.progress!r}")
+        check_progress(self.progress)
         for name in ("shapes", "dims", "value_ranges"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):
                 raise InvalidArgument(f"{name} must be a dict input/symbol name -> value, got "
                                       f"{type(value).__name__} {value!r}")
+        if isinstance(self.reference, Mapping) and not self.reference:
+            raise InvalidArgument("reference: an empty dict of expected outputs checks nothing; give "
+                                  "the outputs (name -> array), a backend name, or None")
         if self.reference is not None and not isinstance(self.reference, (str, Mapping)):
             raise InvalidArgument(f"reference must be None, a backend name or a dict name -> expected "
                                   f"output, got {self.reference!r}")
@@ -147,7 +146,8 @@ def tune(
     hw = hardware if hardware is not None else probe()
     plan = arts.plan(hw, options=options)
     if not plan.candidates:
-        raise BackendUnavailable(f"{arts.label}: no backend can run it here — {reasons(plan)}")
+        no_candidate(arts.label, "+".join(dict.fromkeys(src.format for src in arts.sources)), plan, options,
+                     several=arts.several)
     plan, engine = decide(arts, plan, hw, settings, threads, dict(options))
     if engine is not None:
         engine.close()
@@ -188,6 +188,7 @@ def decide(arts: Artifacts, plan: Plan, hw: HardwareReport, settings: Settings, 
                                 arts.label, cached.candidates[0].label, e)
                 else:
                     log.info("%s: backend chosen by cached measurement (%s)", arts.label, path)
+                    cached.chosen = cached.candidates[0]  # what runs: the engine is loaded
                     return cached, opened
     tuned, engine = _measure(arts, plan, settings, threads, options)
     if path is not None and key is not None:
@@ -266,6 +267,7 @@ def _measure(arts: Artifacts, plan: Plan, s: Settings, threads: int | None,
                 t.engine.close()
     tuned = plan.reordered(ranked, rejected, decided_by="measurement")
     tuned.notes = notes
+    tuned.chosen = tuned.candidates[0]  # the winner, loaded (dk.tune closes it; dk.load keeps it)
     return tuned, winner
 
 

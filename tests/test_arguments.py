@@ -157,7 +157,8 @@ def test_compare_names_the_candidate_that_refused_the_inputs() -> None:
 TUNE: list[tuple[str, dict[str, Any], str]] = [
     ("seconds", {"seconds": 0}, r"seconds must be a number > 0"),
     ("cache", {"cache": "x"}, r"cache must be True, False or 'refresh'"),
-    ("progress", {"progress": "x"}, r"progress must be True, False, None or a callable"),
+    ("progress", {"progress": "x"}, r"progress must be None, True, False or a callable"),
+    ("reference empty", {"reference": {}}, r"reference: an empty dict of expected outputs checks nothing"),
     ("reference", {"reference": 3}, r"reference must be None, a backend name or a dict"),
     ("shapes", {"shapes": 3}, r"shapes must be a dict"),
     ("rtol", {"rtol": -1}, r"rtol must be a number >= 0"),
@@ -170,6 +171,11 @@ TUNE: list[tuple[str, dict[str, Any], str]] = [
 def test_tune_refuses(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(dk.InvalidArgument, match=match):
         dk.tune(M, **kwargs)
+
+
+def test_tune_refuses_an_option_no_backend_takes_as_load_does() -> None:
+    with pytest.raises(dk.UnknownOption, match=r"no backend that loads onnx models takes option\(s\) bogus"):
+        dk.tune(M, bogus=1)
 
 
 def test_probe_and_registry_refuse() -> None:
