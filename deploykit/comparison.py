@@ -225,4 +225,14 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Candidate":  # the former name of Side (a plan's Candidate is a backend choice)
+        import warnings
+
+        warnings.warn("deploykit.comparison.Candidate is now deploykit.comparison.Side",
+                      DeprecationWarning, stacklevel=2)
+        return Side
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["DEFAULT_TOLERANCES", "Comparison", "OutputDiff", "Side", "Tolerance", "compare"]

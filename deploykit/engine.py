@@ -405,4 +405,22 @@ def _convert(a: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return out
 
 
+#: Names this module had before the architecture split, kept working with a DeprecationWarning:
+#: name -> (module, attribute).
+_MOVED = {"load": ("deploykit.loading", "load"), "check_threads": ("deploykit.arguments", "check_threads"),
+          "check_strict": ("deploykit.opening", "check_strict")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        module, attr = _MOVED[name]
+        warnings.warn(f"deploykit.engine.{name} moved to {module}.{attr}; import it from there (or use "
+                      "dk.load)", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), attr)  # a dynamic import: compatibility only
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["Engine", "Feeds", "feeds_from"]

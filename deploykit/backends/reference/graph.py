@@ -281,3 +281,13 @@ def _set_lifetimes(steps: list[Step], keep: set[int]) -> None:
     read = set(last) | keep
     for i, step in enumerate(steps):
         step.free = (*frees.get(i, ()), *(s for s in step.outputs if s >= 0 and s not in read))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Plan":  # the former name: "plan" now means selection's plan only
+        import warnings
+
+        warnings.warn("deploykit.backends.reference.graph.Plan is now CompiledGraph", DeprecationWarning,
+                      stacklevel=2)
+        return CompiledGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
