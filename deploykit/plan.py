@@ -72,6 +72,10 @@ class Candidate:
         """Backend options that make the backend run as this candidate says."""
         return {"providers": list(self.providers)} if self.providers else {}
 
+    def __repr__(self) -> str:
+        extra = f", {self.reason}" if self.reason else ""
+        return f"<Candidate {self.label}{extra}>"
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self) | {"providers": list(self.providers)}
         del data["rank"]

@@ -69,7 +69,7 @@ _Ref = tuple[str, dict[str, Any], list[TensorSpec]]
 
 
 @dataclass(frozen=True)
-class Settings:
+class TuneSettings:
     """How to tune: the inputs, the reference, the budget, the cache (see :func:`tune`)."""
 
     inputs: Mapping[str, Any] | np.ndarray | None = None
@@ -137,7 +137,8 @@ def tune(
     ``**options`` go to every candidate's load, as in ``dk.load``.
     """
     threads = check_threads(threads)
-    settings = Settings(inputs, shapes, dims, value_ranges, reference, seconds, rtol, atol, cache, progress)
+    settings = TuneSettings(inputs, shapes, dims, value_ranges, reference, seconds, rtol, atol, cache,
+                            progress)
     settings.check()
     arts = open_artifacts(model, check=check, options=options)
     if hardware is not None and not isinstance(hardware, HardwareReport):
@@ -158,12 +159,12 @@ def tune_for_load(arts: Artifacts, plan: Plan, tune: bool | Mapping[str, Any], *
                   options: Mapping[str, Any]) -> tuple[Plan, Engine | None]:
     """``dk.load(..., tune=...)``: the tuned plan and the winner's engine, already loaded."""
     given = dict(tune) if isinstance(tune, Mapping) else {}
-    allowed = [f.name for f in fields(Settings)]
+    allowed = [f.name for f in fields(TuneSettings)]
     unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
         raise UnknownOption(f"tune= takes the keys {', '.join(allowed)}; not "
                               f"{', '.join(map(repr, unknown))}")
-    settings = Settings(**given)
+    settings = TuneSettings(**given)
     settings.check()
     if len(plan.candidates) < 2 and settings.reference is None:
         plan.notes.append("tune: one viable candidate, nothing to choose by measurement")
@@ -171,7 +172,7 @@ def tune_for_load(arts: Artifacts, plan: Plan, tune: bool | Mapping[str, Any], *
     return decide(arts, plan, probe(), settings, threads, dict(options))
 
 
-def decide(arts: Artifacts, plan: Plan, hw: HardwareReport, settings: Settings, threads: int | None,
+def decide(arts: Artifacts, plan: Plan, hw: HardwareReport, settings: TuneSettings, threads: int | None,
            options: dict[str, Any]) -> tuple[Plan, Engine | None]:
     """The cached decision when there is one whose winner still loads, else a fresh measurement."""
     path = key = None
@@ -207,7 +208,7 @@ class _Trial:
     samples: list[np.ndarray]
 
 
-def _measure(arts: Artifacts, plan: Plan, s: Settings, threads: int | None,
+def _measure(arts: Artifacts, plan: Plan, s: TuneSettings, threads: int | None,
              options: dict[str, Any]) -> tuple[Plan, Engine | None]:
     cands = list(plan.candidates)
     bar = _Bar(progress_fn(s.progress, "deploykit tune"), len(cands) * (1 + ROUNDS), arts.label)
@@ -322,7 +323,7 @@ def _rank(trials: list[_Trial]) -> tuple[list[Candidate], list[str]]:
 
 
 # -- inputs and the reference ---------------------------------------------------------------------
-def _feeds(arts: Artifacts, engine: Engine, s: Settings) -> tuple[dict[str, Any], list[str]]:
+def _feeds(arts: Artifacts, engine: Engine, s: TuneSettings) -> tuple[dict[str, Any], list[str]]:
     specs = arts.feed_specs() or engine.inputs
     if s.inputs is not None:
         return feeds_from(s.inputs, specs), ["inputs: as given"]
@@ -334,7 +335,7 @@ def _feeds(arts: Artifacts, engine: Engine, s: Settings) -> tuple[dict[str, Any]
     return dict(made.feeds), [head, *made.notes]
 
 
-def _given_reference(arts: Artifacts, s: Settings, threads: int | None,
+def _given_reference(arts: Artifacts, s: TuneSettings, threads: int | None,
                      options: dict[str, Any]) -> tuple[dict[str, Any] | None, _Ref, list[str]]:
     """The reference from ``reference=``: expected outputs, or a backend run on the first artifact."""
     if isinstance(s.reference, Mapping):
@@ -397,4 +398,13 @@ class _Bar:
             self.done = self.total + 1
 
 
-__all__ = ["DEFAULT_SECONDS", "ENV_CACHE_DIR", "Settings", "cache_dir", "tune"]
+def __getattr__(name: str) -> Any:
+    if name == "Settings":  # the former name: deploykit.settings is the environment's table
+        import warnings
+
+        warnings.warn("deploykit.tuning.Settings is now TuneSettings", DeprecationWarning, stacklevel=2)
+        return TuneSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_SECONDS", "ENV_CACHE_DIR", "TuneSettings", "cache_dir", "tune"]

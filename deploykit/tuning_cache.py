@@ -31,8 +31,8 @@ from .plan import Candidate, Plan
 from .version import __version__
 
 
-class Settings(Protocol):
-    """What of ``tuning.Settings`` keys a decision: the inputs, the reference, the tolerances."""
+class DecisionInputs(Protocol):
+    """What of ``tuning.TuneSettings`` keys a decision: the inputs, the reference, the tolerances."""
 
     @property
     def inputs(self) -> Any: ...
@@ -77,7 +77,7 @@ def cache_dir() -> Path:
     return (Path(xdg) if os.path.isabs(xdg) else home / ".cache") / "deploykit"
 
 
-def cache_key(arts: Artifacts, plan: Plan, hw: HardwareReport, s: Settings, threads: int | None,
+def cache_key(arts: Artifacts, plan: Plan, hw: HardwareReport, s: DecisionInputs, threads: int | None,
               options: Mapping[str, Any], margin: float) -> dict[str, Any]:
     """Everything that can change the decision: the artifacts' bytes, the hardware, the versions of
     deploykit and of the runtimes involved, the candidates, and the options that change the result."""

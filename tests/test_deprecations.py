@@ -14,6 +14,7 @@ MOVED = [
     ("deploykit.engine", "check_threads", "deploykit.arguments", "check_threads"),
     ("deploykit.engine", "check_strict", "deploykit.opening", "check_strict"),
     ("deploykit.comparison", "Candidate", "deploykit.comparison", "Side"),
+    ("deploykit.tuning", "Settings", "deploykit.tuning", "TuneSettings"),
     ("deploykit.backends.reference.graph", "Plan", "deploykit.backends.reference.graph", "CompiledGraph"),
 ]
 

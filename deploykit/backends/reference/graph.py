@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import first_line
 from . import registry
 from .protos import attr_value, dense, holds_graphs, subgraph_reads
 from .registry import Kernel, Node
@@ -205,8 +206,7 @@ class Compiler:
         try:
             kernel = registry.delegate(info, self.opsets, types)
         except Exception as e:  # onnx.reference has no implementation (or cannot build one)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self.missing.append((info.domain, info.op_type, info.opset, first[:160]))
+            self.missing.append((info.domain, info.op_type, info.opset, first_line(e)[:160]))
             return None
         self.delegated.add(key)
         return kernel
