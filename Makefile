@@ -21,6 +21,7 @@ test: lint typecheck portable unit
 lint: $(STAMP)
 	$(BIN)/ruff check deploykit tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

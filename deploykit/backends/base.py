@@ -7,7 +7,7 @@ distributions, the device it runs on, its place in the automatic order, the opti
 candidates it offers a plan, the facts the probe reports — so that nothing outside the adapter
 names it. To add a backend: subclass :class:`Backend` in ``backends/<name>.py`` (or a folder), then
 add one line to ``backends/__init__.py``'s registry — or call ``deploykit.backends.register`` from
-your own package. ``deploykit.backends.conformance.check_backend(name)`` tests the contract.
+your own package. ``deploykit.conformance.check_backend(name)`` tests the contract.
 """
 
 from __future__ import annotations
