@@ -99,6 +99,35 @@ def compare(
     ``tolerances`` overrides entries of ``DEFAULT_TOLERANCES``. Engines given are left open;
     models loaded here are closed.
     """
+    given = _sides(candidates)
+    if isinstance(reference, bool) or not isinstance(reference, (int, str)):
+        raise InvalidArgument(f"reference must be a candidate's position (int) or label (str), got "
+                              f"{reference!r}")
+    table = tolerance_table(rtol, atol, tolerances)
+    engines: list[Engine] = []
+    opened: list[Engine] = []
+    try:
+        for _, cand in given:
+            engine = _engine(cand)
+            if engine is not cand:
+                opened.append(engine)
+            engines.append(engine)
+        labels = _labels([name for name, _ in given], engines)
+        ref_pos = _reference_position(reference, labels)
+        order = [ref_pos] + [k for k in range(len(engines)) if k != ref_pos]
+        results = _run_all(engines, labels, order, feeds)
+        ref = engines[ref_pos]
+        diffs = [diff_output(labels[k], ref_spec, results[labels[ref_pos]][ref_spec.name], spec,
+                             results[labels[k]][spec.name], table)
+                 for k in order[1:] for ref_spec, spec in _pair_outputs(ref, engines[k], labels[k])]
+    finally:
+        for engine in opened:
+            engine.close()
+    return Comparison(labels[ref_pos], [labels[k] for k in order[1:]], diffs, results)
+
+
+def _sides(candidates: Any) -> list[tuple[str | None, Side]]:
+    """(label or None, side) per candidate given as a list or a dict; at least two."""
     given: list[tuple[str | None, Side]]
     if isinstance(candidates, Mapping):
         given = list(candidates.items())
@@ -109,47 +138,31 @@ def compare(
                               f"models or (model, backend) pairs; got {type(candidates).__name__}")
     if len(given) < 2:
         raise InvalidArgument(f"compare needs at least two candidates, got {len(given)}")
-    if isinstance(reference, bool) or not isinstance(reference, (int, str)):
-        raise InvalidArgument(f"reference must be a candidate's position (int) or label (str), got "
-                              f"{reference!r}")
-    table = tolerance_table(rtol, atol, tolerances)
+    return given
 
-    engines: list[Engine] = []
-    opened: list[Engine] = []
-    try:
-        for _, cand in given:
-            engine = _engine(cand)
-            if engine is not cand:
-                opened.append(engine)
-            engines.append(engine)
-        labels = _labels([name for name, _ in given], engines)
-        if isinstance(reference, str):
-            if reference not in labels:
-                raise InvalidArgument(f"reference {reference!r} is not one of {labels}")
-            ref_pos = labels.index(reference)
-        elif -len(engines) <= reference < len(engines):
-            ref_pos = reference % len(engines)
-        else:
-            raise InvalidArgument(f"reference {reference} is out of range for {len(engines)} candidates")
-        order = [ref_pos] + [k for k in range(len(engines)) if k != ref_pos]
-        ref = engines[ref_pos]
-        values = _feed_values(ref, feeds)
-        results: dict[str, dict[str, np.ndarray]] = {}
-        for k in order:
-            try:
-                results[labels[k]] = engines[k].run(_feeds_for(engines[k], ref, values, labels[k]))
-            except InputMismatch as e:
-                raise InputMismatch(f"candidate {labels[k]!r} refused the inputs: {e}") from e
-        diffs: list[OutputDiff] = []
-        for k in order[1:]:
-            pairs = _pair_outputs(ref, engines[k], labels[k])
-            for ref_spec, spec in pairs:
-                diffs.append(diff_output(labels[k], ref_spec, results[labels[ref_pos]][ref_spec.name],
-                                         spec, results[labels[k]][spec.name], table))
-    finally:
-        for engine in opened:
-            engine.close()
-    return Comparison(labels[ref_pos], [labels[k] for k in order[1:]], diffs, results)
+
+def _reference_position(reference: int | str, labels: list[str]) -> int:
+    if isinstance(reference, str):
+        if reference not in labels:
+            raise InvalidArgument(f"reference {reference!r} is not one of {labels}")
+        return labels.index(reference)
+    if -len(labels) <= reference < len(labels):
+        return reference % len(labels)
+    raise InvalidArgument(f"reference {reference} is out of range for {len(labels)} candidates")
+
+
+def _run_all(engines: list[Engine], labels: list[str], order: list[int],
+             feeds: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Every engine's outputs on the feeds (the reference's names, paired to each engine's)."""
+    ref = engines[order[0]]
+    values = _feed_values(ref, feeds)
+    results: dict[str, dict[str, np.ndarray]] = {}
+    for k in order:
+        try:
+            results[labels[k]] = engines[k].run(_feeds_for(engines[k], ref, values, labels[k]))
+        except InputMismatch as e:
+            raise InputMismatch(f"candidate {labels[k]!r} refused the inputs: {e}") from e
+    return results
 
 
 # -- candidates and feeds -------------------------------------------------------------------
