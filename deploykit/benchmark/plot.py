@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from ..arguments import check_number
+from .output import output_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,7 +40,10 @@ class BenchPlot:
         self.title = title
 
     def savefig(self, fname: str | os.PathLike[str] | IO[bytes], **kwargs: Any) -> None:
-        """``Figure.savefig``: the format follows the file name (or ``format=``)."""
+        """``Figure.savefig``: the format follows the file name (or ``format=``). A path's folder
+        must exist (``InvalidArgument`` otherwise); a file object is written as it is."""
+        if isinstance(fname, (str, os.PathLike)):
+            fname = output_path(fname, "savefig(fname)")
         self.figure.savefig(fname, **kwargs)
 
     def to_png(self, dpi: float = DISPLAY_DPI) -> bytes:

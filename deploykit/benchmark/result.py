@@ -7,14 +7,13 @@ import csv
 import html
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from .output import output_path
 
 if TYPE_CHECKING:
     import pandas
@@ -94,18 +93,20 @@ class BenchResult:
         return [r.to_dict() for r in self.rows]
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """Everything (rows, method, inputs, notes) as JSON; written to ``path`` when given."""
+        """Everything (rows, method, inputs, notes) as JSON; written to ``path`` when given (its
+        folder must exist: ``InvalidArgument`` otherwise)."""
         data = {"model": self.model, "method": self.method, "inputs": self.inputs,
                 "synthesized": self.synthesized, "representative": self.representative,
                 "notes": self.notes, "skipped": self.skipped, "rows": self.to_dicts()}
         text = json.dumps(data, indent=2, default=_plain)
         if path is not None:
-            _file_path(path, "to_json(path)").write_text(text + "\n")
+            output_path(path, "to_json(path)").write_text(text + "\n")
         return text
 
     def to_csv(self, path: str | Path) -> None:
-        """The rows as CSV (providers joined with ``;``), one header line."""
-        with open(_file_path(path, "to_csv(path)"), "w", newline="") as f:
+        """The rows as CSV (providers joined with ``;``), one header line, written to ``path`` (its
+        folder must exist: ``InvalidArgument`` otherwise)."""
+        with open(output_path(path, "to_csv(path)"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             for row in self.to_dicts():
@@ -169,12 +170,6 @@ class BenchResult:
 
         return plot_rows(self.rows, f"{Path(self.model).name}" + (
             "" if self.representative else " (made-up inputs: see notes)"))
-
-
-def _file_path(path: Any, what: str) -> Path:
-    if isinstance(path, (str, os.PathLike)) and str(path):
-        return Path(path)
-    raise InvalidArgument(f"{what} must be a file path (str or os.PathLike), got {path!r}")
 
 
 def _optional(module: str, what: str) -> Any:

@@ -3,6 +3,9 @@ and before anything is timed. One table: argument, bad value, error class, what 
 
 from __future__ import annotations
 
+import importlib.util
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,6 +123,24 @@ def test_result_methods_check_their_arguments() -> None:
     pytest.importorskip("matplotlib", reason="plot needs matplotlib (the 'bench' extra)")
     with pytest.raises(dk.InvalidArgument, match=r"dpi must be a number > 0, got 'high'"):
         result.plot().to_png(dpi="high")  # type: ignore[arg-type]
+
+
+def test_results_into_a_missing_folder_are_refused_naming_the_path(tmp_path: Path) -> None:
+    """Not a raw FileNotFoundError, and nothing created: a mistyped folder is reported, not made."""
+    result = dk.bench(MODEL_PATH, "onnxruntime", iterations=3)
+    missing = tmp_path / "no" / "such"
+    writes = [("to_json(path)", "r.json", result.to_json), ("to_csv(path)", "r.csv", result.to_csv)]
+    if importlib.util.find_spec("matplotlib") is not None:
+        writes.append(("savefig(fname)", "p.png", result.plot().savefig))
+    for what, name, write in writes:
+        with pytest.raises(dk.InvalidArgument, match=re.escape(f"{what} {missing / name}: folder "
+                                                               f"{str(missing)!r} does not exist")):
+            write(missing / name)
+        with pytest.raises(dk.InvalidArgument, match=re.escape(f"{what} {tmp_path}: is a folder")):
+            write(tmp_path)
+    assert not (tmp_path / "no").exists()
+    result.to_json(tmp_path / "r.json")
+    assert (tmp_path / "r.json").is_file()
 
 
 def test_an_unknown_option_is_refused_as_dk_load_refuses_it() -> None:
