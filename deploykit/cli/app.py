@@ -1,7 +1,10 @@
 """``main``: one parser built from the table of commands, one dispatch, one way to fail.
 
-Bad arguments and bad models end in one line on stderr, ``deploykit <command>: error: ...``, and
-exit code 2, never a traceback; a runtime failure while running a valid model exits 1. Warnings
+Bad arguments, models and paths (a ``DeployKitError`` or an ``OSError``) end in one line on stderr,
+``deploykit <command>: error: ...``, and exit code 2, never a traceback; a runtime failure while
+running a valid model (``BackendError``) exits 1. Any other exception is a bug in deploykit: it
+propagates with its traceback (exit code 1), so that it is seen and reported, not mistaken for a
+user's error. Warnings
 deploykit gives show as ``deploykit <command>: warning: ...``. Library messages name the command
 line's flags (``--shape``), not Python keywords (``shapes=``). A closed stdout (``| head``) ends
 the command quietly.
@@ -29,13 +32,20 @@ COMMANDS: tuple[Command, ...] = (demo.COMMAND, info.COMMAND, run.COMMAND, bench.
 
 
 def build_parser() -> Parser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[Parser, dict[str, Parser]]:
+    """The top parser and each command's, by name (a command's own errors name the command)."""
     parser = Parser(prog="deploykit", description="Run trained models fast and safely.")
     parser.add_argument("--version", action="version", version=f"deploykit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    commands: dict[str, Parser] = {}
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.name, help=command.help))
-    return parser
+        commands[command.name] = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(commands[command.name])
+    return parser, commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is not None and (isinstance(argv, (str, bytes)) or not all(isinstance(a, str) for a in argv)):
         raise InvalidArgument(f"argv must be a list of strings (the arguments after 'deploykit'), "
                               f"got {argv!r}")
-    args = build_parser().parse_args(argv)
+    parser, commands = _parsers()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's parser: "deploykit run: error: ..." and its --help
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     prog = f"deploykit {args.command}"
     command = next(c for c in COMMANDS if c.name == args.command)
     try:
@@ -61,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendError as e:
         _error(prog, e)
         return 1
-    except (DeployKitError, OSError, ValueError, TypeError) as e:
+    except (DeployKitError, OSError) as e:  # bad arguments, models and paths; anything else is a bug
         _error(prog, e)
         return 2
 

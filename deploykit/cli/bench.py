@@ -13,6 +13,7 @@ from .options import (
     add_input_option,
     add_made_up_options,
     add_progress_option,
+    add_threads_option,
     check_writable,
     cli_wording,
     ints,
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per thread (default 5)")
     parser.add_argument("--min-samples", type=int, default=100,
                         help="timed calls per row at least (default 100, so that p99 means something)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per engine")
+    add_threads_option(parser)
     add_input_option(parser, REAL_INPUT_HELP)
     add_made_up_options(parser, ranges=True)
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write JSON here")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..arguments import check_number
 from ..demo import run_demo
-from ..errors import InvalidArgument
 from .command import Command
 
 
@@ -15,8 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.seconds > 0:
-        raise InvalidArgument(f"--seconds must be > 0, got {args.seconds}")
+    check_number(args.seconds, "--seconds", above=0)
     print(run_demo(min_seconds=args.seconds).format())
     return 0
 

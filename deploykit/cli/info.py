@@ -1,6 +1,6 @@
 """``deploykit info MODEL``: format, size, sha256 and the I/O signature of a model (plus opsets and
-producer for ONNX). The format comes from the file's content; a TFLite model's signature is read by
-loading it on the LiteRT backend when that is installed."""
+producer for ONNX). The format comes from the file's content; ONNX's signature is read from the
+graph, any other format's by loading it on the first usable backend that reads that format."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-from ..backends import availability
+from ..backends import auto_candidates, availability
 from ..loading import load
 from ..model import ModelSource, onnx_io_specs, open_model
 from ..spec import TensorSpec, dtype_name
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     suffix = source.path.suffix.lower() if source.path is not None else ""
     if suffix in (".onnx", ".tflite") and suffix != f".{source.format}":
         data["note"] = f"named {suffix}, but the content is a {source.format} model"
-    data.update(_onnx_facts(source) if source.format == "onnx" else _tflite_facts(args.model))
+    data.update(_onnx_facts(source) if source.format == "onnx" else _runtime_facts(args.model, source))
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -58,14 +58,20 @@ def _onnx_facts(source: ModelSource) -> dict[str, Any]:
     return facts | {"inputs": [_tensor(s) for s in inputs], "outputs": [_tensor(s) for s in outputs]}
 
 
-def _tflite_facts(model: str) -> dict[str, Any]:
-    """Inputs and outputs as the LiteRT backend reads them (loading also checks the whole file)."""
-    status = availability("tflite")
-    if not status.available:
-        return {"signature": f"unknown: the tflite backend is not usable here ({status.reason})"}
-    with load(model, backend="tflite") as engine:
-        return {"inputs": [_tensor(s) for s in engine.inputs],
-                "outputs": [_tensor(s) for s in engine.outputs]}
+def _runtime_facts(model: str, source: ModelSource) -> dict[str, Any]:
+    """Inputs and outputs as the first usable backend that loads the format reads them (loading
+    also checks the whole file); which backend read them is said."""
+    unusable: list[str] = []
+    for name in auto_candidates(source.format):
+        status = availability(name)
+        if not status.available:
+            unusable.append(f"{name}: {status.reason}")
+            continue
+        with load(model, backend=name) as engine:
+            return {"read_by": name, "inputs": [_tensor(s) for s in engine.inputs],
+                    "outputs": [_tensor(s) for s in engine.outputs]}
+    why = "; ".join(unusable) or "no backend registered reads it"
+    return {"signature": f"unknown: no backend that reads {source.format} models is usable here ({why})"}
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """What several commands share: the parser class, option groups (``--input``, ``--shape/--dim/
---range``, ``--no-progress``), reading ``.npy``/``.npz`` inputs, checking output paths up front, and
-the library's wording turned into the command line's (``shapes=`` -> ``--shape``)."""
+--range``, ``--threads``, ``--no-progress``), reading ``.npy``/``.npz`` inputs, checking output
+paths up front, and the library's wording turned into the command line's (``shapes=`` -> ``--shape``)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ..benchmark.output import output_path
 from ..errors import InvalidArgument, first_line
+from ..model import describe_content, sniff_format
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,8 +60,7 @@ def read_inputs(items: Sequence[str], input_names: Sequence[str] | None = None
     for item in items:
         name, sep, file = item.partition("=")
         if not sep:
-            with _NpyFile(item, item) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = _load_npz(item)
         elif not name or not file:
             raise InvalidArgument(f"--input {item!r}: expected NAME=FILE.npy or FILE.npz")
         else:
@@ -72,11 +73,44 @@ def read_inputs(items: Sequence[str], input_names: Sequence[str] | None = None
     return feeds
 
 
+def _not_arrays(path: Path, error: BaseException) -> str:
+    """Why numpy could not read ``path``: what the file is, or numpy's reason for a damaged .npy/.npz."""
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith((NPY_MAGIC, NPZ_MAGIC)):
+        return f"is a damaged .npy/.npz file ({first_line(error)})"
+    if not head:
+        return "is empty (0 bytes); save arrays with numpy.save or numpy.savez"
+    fmt = sniff_format(head)
+    what = f"an {fmt.upper()} model" if fmt == "onnx" else "a TFLite model" if fmt else describe_content(head)
+    return f"is not a .npy/.npz file: it looks like {what}; save arrays with numpy.save or numpy.savez"
+
+
+def _load_npz(file: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, by name; a member numpy cannot read is named."""
+    with _NpyFile(file, file) as z:
+        if isinstance(z, np.ndarray):
+            raise InvalidArgument(f"--input {file}: {file!r} is a single .npy array; give it as "
+                                  "NAME=FILE.npy")
+        arrays: dict[str, np.ndarray] = {}
+        for key in z.files:
+            try:
+                arrays[key] = z[key]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise InvalidArgument(f"--input {file}: array {key!r} of {file!r} cannot be read "
+                                      f"({first_line(e)})") from e
+        return arrays
+
+
 def _load(item: str, file: str) -> np.ndarray:
     with _NpyFile(item, file) as value:
         if not isinstance(value, np.ndarray):
             raise InvalidArgument(f"--input {item}: {file!r} is an .npz archive; give it without NAME=")
         return value
+
+
+#: How a .npy file and a .npz archive (a ZIP) begin.
+NPY_MAGIC, NPZ_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
 class _NpyFile:
@@ -92,9 +126,8 @@ class _NpyFile:
             raise InvalidArgument(f"--input {self.item}: no such file {self.file!r}")
         try:
             self.value = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise InvalidArgument(f"--input {self.item}: {self.file!r} is not a readable .npy/.npz "
-                                  f"file ({first_line(e)})") from e
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise InvalidArgument(f"--input {self.item}: {self.file!r} {_not_arrays(path, e)}") from e
         return self.value
 
     def __exit__(self, *exc: object) -> None:
@@ -176,7 +209,12 @@ def number(text: str) -> float | int:
             raise InvalidArgument(f"--range: {text!r} is not a number") from None
 
 
-# -- progress and outputs ----------------------------------------------------------------------
+# -- threads, progress and outputs -------------------------------------------------------------
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads per engine (default: the CPUs this process may use)")
+
+
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -184,20 +222,14 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
 def check_writable(path: Path | None, flag: str) -> None:
     """Refuse, before any work, an output path that cannot be written (folder missing or read-only,
     or the path is a folder)."""
-    if path is None:
-        return
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InvalidArgument(f"{flag} {path}: is a folder; give a file path")
-    if not folder.is_dir():
-        raise InvalidArgument(f"{flag} {path}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InvalidArgument(f"{flag} {path}: not writable (permission denied)")
+    if path is not None:
+        output_path(path, flag)
 
 
 # -- the library's words in the command line's -------------------------------------------------
 def _shape_flag(m: re.Match[str]) -> str:
-    return f"--shape {m[1]}={'x'.join(d.strip() for d in m[2].split(','))}"
+    """``shapes={'x': (1, 3)}`` or ``shapes['x']: (1, 3)`` -> ``--shape x=1x3``."""
+    return f"--shape {m[1]}={'x'.join(d.strip() for d in m[2].split(',') if d.strip())}"
 
 
 Replacement = str | Callable[[re.Match[str]], str]
@@ -215,6 +247,21 @@ _RULES: list[tuple[str, Replacement]] = [
     (r"\binputs=\.\.\.", "--input NAME=FILE.npy"),
     (r"\bbatch_sizes \[([^\]]*)\]", lambda m: f"--batch {m[1].replace(' ', '')}"),
     (r"\bgive duration or iterations\b", "give --duration or --iterations"),
+    # an entry of a dict argument (synth.check_made_up's messages): shapes['x'] -> --shape x
+    (r"\bshapes\['([^']*)'\]: \(([^)]*)\)", _shape_flag),
+    (r"\bshapes\['([^']*)'\] must be a sequence of ints >= 1, e\.g\. \(1, 3, 224, 224\), got "
+     r"[\[(]([^\])]*)[\])]", lambda m: f"{_shape_flag(m)}: every size must be an int >= 1"),
+    (r"\bdims\['([^']*)'\] must be an int >= 1, got (\S+)", r"--dim \1=\2: the size must be an int >= 1"),
+    (r"\bvalue_ranges\['([^']*)'\]: range \(([^,]*), ([^)]*)\)", r"--range \1=\2:\3"),
+    (r"\bvalue_ranges\['([^']*)'\] must be \(low, high\) or one number, got \(([^,]*), ([^)]*)\)",
+     r"--range \1=\2:\3: LOW and HIGH must be finite numbers"),
+    (r"\bvalue_ranges\['([^']*)'\] must be \(low, high\) or one number, got (\S+)",
+     r"--range \1=\2: the value must be a finite number"),
+    (r"\bgive \(low, high\) with high > low\b", "give LOW:HIGH with HIGH > LOW"),
+    (r"\ba \(low, high\) range\b", "a LOW:HIGH range"),
+    (r"\bvalue_ranges\['([^']*)'\](: input .*?)\(([-+\w.]+), ([-+\w.]+)\)", r"--range \1\2\3:\4"),
+    *((rf"\b{key}\['([^']*)'\]", rf"{flag} \1") for key, flag in
+      (("shapes", "--shape"), ("dims", "--dim"), ("value_ranges", "--range"))),
     (r"\bshapes, dims and value_ranges\b", "--shape, --dim and --range"),
     (r"\ba bare array was given\b", "a bare FILE.npy was given"),
     (r"\bpass a dict name -> array\b", "give each as --input NAME=FILE.npy"),
@@ -226,6 +273,8 @@ _RULES: list[tuple[str, Replacement]] = [
     *((rf"(^|(?<=[;(:] ))\b{key}(?= must be|\[| names| is )", flag) for key, flag in _FLAGS.items()),
     # keywords that are never English words
     *((rf"\b{key}\b", _FLAGS[key]) for key in ("min_samples", "batch_sizes", "value_ranges")),
+    # "None" is a Python value: on the command line, a flag left out
+    (r"(--[\w-]+) must be ([^()]*?) \(or None(?=[:)])", r"\1 must be \2 (or leave \1 out"),
 ]
 #: (pattern, replacement) in order: Python keyword arguments in library messages -> CLI flags.
 WORDING: tuple[tuple[re.Pattern[str], Replacement], ...] = tuple((re.compile(p), r) for p, r in _RULES)
@@ -239,5 +288,5 @@ def cli_wording(message: str) -> str:
 
 
 __all__ = ["INPUT_HELP", "REAL_INPUT_HELP", "WORDING", "MadeUp", "Parser", "add_input_option",
-           "add_made_up_options", "add_progress_option", "check_writable", "cli_wording", "ints",
-           "made_up", "number", "pair", "read_inputs"]
+           "add_made_up_options", "add_progress_option", "add_threads_option", "check_writable",
+           "cli_wording", "ints", "made_up", "number", "pair", "read_inputs"]

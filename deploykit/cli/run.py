@@ -10,14 +10,14 @@ import numpy as np
 
 from ..loading import load
 from .command import Command
-from .options import INPUT_HELP, add_input_option, check_writable, read_inputs
+from .options import INPUT_HELP, add_input_option, add_threads_option, check_writable, read_inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model")
     add_input_option(parser, INPUT_HELP)
     parser.add_argument("--backend", "-b", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    add_threads_option(parser)
     parser.add_argument("--output", "-o", type=Path, help="write the outputs to this .npz")
 
 

@@ -46,7 +46,20 @@ def test_cli_bench_inputs_shapes_and_quiet(tmp_path: Path, capsys: pytest.Captur
     (["--batch", "1,x"], "--batch '1,x': expected integers separated by ','"),
     (["--backend", "warp"], "unknown backend 'warp'"),
     (["--shape", "images"], "--shape 'images': expected NAME=1x3x224x224"),
-    (["--shape", "images=1x1x9x8"], "dimension 2 must be 8"),
+    (["--shape", "images=1x1x9x8"], "deploykit bench: error: --shape images=1x1x9x8 does not fit input "
+                                    "'images' float32[N,1,8,8]: dimension 2 must be 8"),
+    (["--shape", "images=0x1x8x8"], "error: --shape images=0x1x8x8: every size must be an int >= 1\n"),
+    (["--dim", "N=0"], "error: --dim N=0: the size must be an int >= 1\n"),
+    (["--range", "images=1:0"], "error: --range images=1:0 is empty; give LOW:HIGH with HIGH > LOW (high "
+                                "exclusive), or one number\n"),
+    (["--range", "images=inf:2"], "error: --range images=inf:2: LOW and HIGH must be finite numbers\n"),
+    (["--range", "images=nan"], "error: --range images=nan: the value must be a finite number\n"),
+    (["--range", "nope=1"], "error: --range names 'nope', which the model has no input of; its inputs: "
+                            "images\n"),
+    (["-n", "0"], "error: --iterations must be an int >= 1 (or leave --iterations out), got 0\n"),
+    (["--threads", "0"], "error: --threads must be an int >= 1 (or leave --threads out: the CPUs this "
+                         "process may use), got 0\n"),
+    (["--bogus"], "deploykit bench: error: unrecognized arguments: --bogus (see deploykit bench --help)"),
     (["--range", "images=a:b"], "--range: 'a' is not a number"),
     (["-c", "0"], "--concurrency must be an int >= 1"),
     (["--dim", "nope=4"], "--dim names 'nope', which no input shape of the model has"),
@@ -60,7 +73,10 @@ def test_cli_bench_inputs_shapes_and_quiet(tmp_path: Path, capsys: pytest.Captur
 ])
 def test_cli_bench_bad_arguments(argv: list[str], pattern: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", str(MODEL_PATH), "--no-progress", *argv])
+    try:
+        code = main(["bench", str(MODEL_PATH), "--no-progress", *argv])
+    except SystemExit as e:  # argparse's own errors
+        code = int(e.code or 0)
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and pattern in err

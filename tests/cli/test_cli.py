@@ -70,7 +70,13 @@ def test_run_single_input_and_npz(tmp_path: Path, capsys: pytest.CaptureFixture[
     (["run", "MODEL", "--backend", "warp"], "unknown backend 'warp'"),
     (["run", "MODEL", "--threads", "many"], "invalid int value: 'many'"),
     (["info"], "the following arguments are required: model"),
-    (["demo", "--seconds", "0"], "deploykit demo: error: --seconds must be > 0"),
+    (["demo", "--seconds", "0"], "deploykit demo: error: --seconds must be a number > 0, got 0.0"),
+    (["demo", "--seconds", "inf"], "deploykit demo: error: --seconds must be a number > 0, got inf"),
+    (["run", "MODEL", "--bogus", "3"], "deploykit run: error: unrecognized arguments: --bogus 3 (see "
+                                       "deploykit run --help)"),
+    (["tune", "MODEL", "--no-such-flag"], "deploykit tune: error: unrecognized arguments: --no-such-flag"),
+    (["run", "MODEL", "--threads", "0"], "deploykit run: error: --threads must be an int >= 1 (or leave "
+                                         "--threads out: the CPUs this process may use), got 0"),
     (["tune", "MODEL", "--dim", "nope=3"], "deploykit tune: error: --dim names 'nope', which no input "
                                            "shape of the model has; its named dimensions: 'N' (images)"),
     (["tune", "MODEL", "--shape", "nope=1x2"], "--shape names 'nope', which the model has no input of"),
@@ -129,12 +135,56 @@ def test_an_input_given_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureF
         assert "deploykit run: error: --input images=" in err and "input 'images' is already given by" in err
 
 
-def test_an_unreadable_input_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "x.npy").write_text("not an array\n")
-    assert main(["run", str(MODEL_PATH), "-i", f"images={tmp_path / 'x.npy'}"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
-    assert f"--input images={tmp_path / 'x.npy'}: {str(tmp_path / 'x.npy')!r} is not a readable .npy" in err
+@pytest.mark.parametrize("content, said", [
+    (b"not an array\n", "is not a .npy/.npz file: it looks like text ('not an array'...); save arrays "
+                        "with numpy.save or numpy.savez"),
+    (b"\x80\x04\x95junk", "is not a .npy/.npz file: it looks like a Python pickle"),
+    (MODEL_PATH.read_bytes(), "is not a .npy/.npz file: it looks like an ONNX model"),
+    (b"", "is empty (0 bytes)"),
+    (b"\x93NUMPYjunk", "is a damaged .npy/.npz file ("),
+    (b"PK\x03\x04junk", "is a damaged .npy/.npz file (File is not a zip file)"),
+])
+def test_an_unreadable_input_file_is_named(content: bytes, said: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The flag, the file and what the file is: never numpy's own words about pickles."""
+    (tmp_path / "x.npy").write_bytes(content)
+    for item in (f"images={tmp_path / 'x.npy'}", str(tmp_path / "x.npy")):
+        assert main(["run", str(MODEL_PATH), "-i", item]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "allow_pickle" not in err
+        assert f"deploykit run: error: --input {item}: {str(tmp_path / 'x.npy')!r} {said}" in err
+
+
+def test_an_unreadable_array_in_an_npz_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "f.npz", images=np.array([{"a": 1}], dtype=object))
+    np.save(tmp_path / "one.npy", np.zeros((1, 1, 8, 8), np.float32))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    assert main(["run", str(MODEL_PATH), "-i", str(tmp_path / "f.npz")]) == 2
+    assert f"array 'images' of {str(tmp_path / 'f.npz')!r} cannot be read" in capsys.readouterr().err
+    assert main(["run", str(MODEL_PATH), "-i", str(tmp_path / "one.npz")]) == 2
+    assert "is a single .npy array; give it as NAME=FILE.npy" in capsys.readouterr().err
+
+
+def test_only_user_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A DeployKitError or OSError is the user's (exit 2); a raw ValueError/TypeError is a bug in
+    deploykit and keeps its traceback."""
+    from deploykit.cli import info
+
+    def broken(source: object) -> dict:
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(info, "_onnx_facts", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["info", str(MODEL_PATH)])
+    monkeypatch.setattr(info, "_onnx_facts", lambda source: (_ for _ in ()).throw(PermissionError(13, "no")))
+    assert main(["info", str(MODEL_PATH)]) == 2
+    assert capsys.readouterr().err == "deploykit info: error: [Errno 13] no\n"
+    proc = subprocess.run([sys.executable, "-c", "import sys, deploykit.cli.info as i; "
+                           "i._onnx_facts = lambda s: 1 / 0; from deploykit.cli import main; "
+                           f"sys.exit(main(['info', {str(MODEL_PATH)!r}]))"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 
 
 def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
@@ -186,9 +236,28 @@ def test_info_of_a_tflite_model(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["info", "--json", str(tmp_path / "add.tflite")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["inputs"][1] == {"name": "y", "dtype": "float32", "shape": [None, 3]}
+    assert info["read_by"] == "tflite"  # the first usable backend that reads the format
     (tmp_path / "cut.tflite").write_bytes(data[: len(data) // 2])  # a truncated file
     assert main(["info", str(tmp_path / "cut.tflite")]) == 2
     assert capsys.readouterr().err.startswith("deploykit info: error: ")
+
+
+def test_info_without_a_usable_backend_for_the_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The backends asked are those the registry lists for the format (no name written in info)."""
+    from deploykit.backends import Availability
+    from deploykit.cli import info
+
+    asked: list[str] = []
+    monkeypatch.setattr(info, "auto_candidates", lambda fmt: asked.append(fmt) or ["tflite", "plugin"])
+    monkeypatch.setattr(info, "availability",
+                        lambda name: Availability(False, f"{name} is not installed", None, ("tflite",)))
+    (tmp_path / "m.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    assert main(["info", str(tmp_path / "m.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert asked == ["tflite"] and "format      tflite" in out
+    assert ("signature   unknown: no backend that reads tflite models is usable here (tflite: tflite is "
+            "not installed; plugin: plugin is not installed)") in out
 
 
 def test_tune_json_names_the_chosen_candidate(capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,3 +281,16 @@ def test_main_takes_a_list_of_strings(argv: object) -> None:
 
     with pytest.raises(dk.InvalidArgument, match="argv must be a list of strings"):
         main(argv)  # type: ignore[arg-type]
+
+
+def test_tune_takes_threads_and_ranges(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same option groups as bench: --threads, and --range beside --shape/--dim."""
+    argv = ["tune", str(MODEL_PATH), "--no-cache", "--seconds", "0.05", "--json", "--no-progress"]
+    assert main([*argv, "--threads", "1", "--range", "images=0:16", "--shape", "images=2x1x8x8"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["chosen"] is not None
+    assert main([*argv, "--range", "nope=0:1"]) == 2
+    assert capsys.readouterr().err.startswith("deploykit tune: error: --range names 'nope', which the "
+                                              "model has no input of; its inputs: images")
+    assert main([*argv, "--range", "images=1:0"]) == 2
+    assert "deploykit tune: error: --range images=1:0 is empty" in capsys.readouterr().err
