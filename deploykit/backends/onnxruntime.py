@@ -92,36 +92,9 @@ class OnnxRuntimeBackend(Backend):
         self._version = ort.__version__
         self.inputs, self.outputs = onnx_io_specs(source.proto)
         so = self._session_options(ort, session_options, graph_optimization_level)
-        # An explicit thread count wins; else keep what a given SessionOptions set; else our default.
-        for attr in ("intra_op_num_threads", "inter_op_num_threads"):
-            if getattr(so, attr):  # 0: onnxruntime's default; else bounded as threads= is
-                check_threads(getattr(so, attr), f"session_options {attr}", warn_above_usable=False)
-        if threads is not None:
-            so.intra_op_num_threads = threads
-        elif so.intra_op_num_threads == 0:
-            so.intra_op_num_threads = usable_cpus()
-        if so.inter_op_num_threads == 0:
-            so.inter_op_num_threads = 1
-        self.threads = so.intra_op_num_threads
-
-        available = list(ort.get_available_providers())
+        self.threads = _set_threads(so, threads)
         explicit = providers is not None
-        wanted = normalize_providers(providers, ort) if explicit else \
-            [p for p in _DEFAULT_PREFERENCE if p in available]
-        requested = [p if isinstance(p, str) else p[0] for p in wanted]
-        if allow_fallback is None:  # ORT's idiom: a list ending in CPU means "these, else the CPU"
-            allow_fallback = not explicit or requested[-1] == CPU
-        else:
-            allow_fallback = check_bool(allow_fallback, "allow_fallback")
-        missing = [p for p in requested if p not in available]
-        if missing and not allow_fallback:
-            raise BackendUnavailable(
-                f"onnxruntime {self._version} has no {', '.join(missing)} here; available "
-                f"providers: {', '.join(available)}. Install the matching onnxruntime build, or "
-                "end the list with CPUExecutionProvider (or pass allow_fallback=True) to run on "
-                "what is available"
-            )
-        usable = [p for p in wanted if (p if isinstance(p, str) else p[0]) in available] or [CPU]
+        wanted, requested, usable, allow_fallback = self._providers(ort, providers, allow_fallback)
 
         model: Any = str(source.path) if source.path is not None else source.read_bytes()
         try:
@@ -144,6 +117,30 @@ class OnnxRuntimeBackend(Backend):
                 log.warning("onnxruntime fallback for %s: %s", source.label, why)
         self.device = _device_of(self.providers[0], wanted)
         self.requested_providers = requested
+
+    def _providers(self, ort: Any, providers: Any, allow_fallback: bool | None) -> tuple[
+            list[str | tuple[str, dict[str, Any]]], list[str], list[Any], bool]:
+        """(providers as given, their names, those this build has, whether falling back is allowed);
+        a missing provider without the fallback is a ``BackendUnavailable``."""
+        available = list(ort.get_available_providers())
+        explicit = providers is not None
+        wanted: list[str | tuple[str, dict[str, Any]]] = normalize_providers(providers, ort) if explicit \
+            else [p for p in _DEFAULT_PREFERENCE if p in available]
+        requested = [p if isinstance(p, str) else p[0] for p in wanted]
+        if allow_fallback is None:  # ORT's idiom: a list ending in CPU means "these, else the CPU"
+            allow_fallback = not explicit or requested[-1] == CPU
+        else:
+            allow_fallback = check_bool(allow_fallback, "allow_fallback")
+        missing = [p for p in requested if p not in available]
+        if missing and not allow_fallback:
+            raise BackendUnavailable(
+                f"onnxruntime {self._version} has no {', '.join(missing)} here; available "
+                f"providers: {', '.join(available)}. Install the matching onnxruntime build, or "
+                "end the list with CPUExecutionProvider (or pass allow_fallback=True) to run on "
+                "what is available"
+            )
+        usable = [p for p in wanted if (p if isinstance(p, str) else p[0]) in available] or [CPU]
+        return wanted, requested, usable, allow_fallback
 
     @staticmethod
     def _session_options(ort: Any, given: Any, level: str | int | None) -> Any:
@@ -279,6 +276,21 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def strict_options(cls) -> dict[str, Any]:
         return {"allow_fallback": False}
+
+
+def _set_threads(so: Any, threads: int | None) -> int:
+    """An explicit thread count wins; else what a given SessionOptions set (bounded as ``threads=``
+    is); else the CPUs this process may use. Inter-op threads default to 1."""
+    for attr in ("intra_op_num_threads", "inter_op_num_threads"):
+        if getattr(so, attr):  # 0: onnxruntime's default
+            check_threads(getattr(so, attr), f"session_options {attr}", warn_above_usable=False)
+    if threads is not None:
+        so.intra_op_num_threads = threads
+    elif so.intra_op_num_threads == 0:
+        so.intra_op_num_threads = usable_cpus()
+    if so.inter_op_num_threads == 0:
+        so.inter_op_num_threads = 1
+    return int(so.intra_op_num_threads)
 
 
 def normalize_providers(providers: Any, ort: Any | None = None) -> list[str | tuple[str, dict[str, Any]]]:
