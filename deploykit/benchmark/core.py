@@ -133,8 +133,10 @@ def _load_engines(request: Request, engines: list[Engine],
         if options.get(picked):
             engines.pop().close()
             engines.append(_timed_load(request, picked, options[picked], load_s))
-        elif chosen is not None and chosen.options():
-            options[picked] = chosen.options()  # the rows reload by name: keep auto's provider tier
+        elif chosen is not None:  # the rows reload by name: keep what auto's candidate ran with
+            own = registry.backend_class(picked).candidate_options(chosen)
+            if own:
+                options[picked] = own
         unused = sorted(set(request.options) - {picked})
         if unused:
             notes.append(f"options for {', '.join(unused)} unused: backend='auto' picked {picked}")
