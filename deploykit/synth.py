@@ -39,6 +39,8 @@ DEFAULT_INT_RANGE = (0, 2)
 VALUE_DEPENDENT_OPS = frozenset({"NonMaxSuppression", "NonZero", "If", "Loop", "Scan", "TopK",
                                  "Unique", "Compress", "RoiAlign"})
 
+#: Made-up inputs larger than this (bytes, all inputs of one call) are refused before allocating.
+MAX_BYTES = 4 * 2**30
 #: ``value_ranges`` entries: a constant, or ``(low, high)`` — high exclusive for integers.
 ValueRange = float | int | tuple[float, float]
 
@@ -189,6 +191,10 @@ def _check_range_fits(spec: TensorSpec, value: ValueRange) -> None:
         raise InvalidArgument(f"{head}; only numeric inputs take a value (leave it out)")
     if kind == "b" and value not in (0, 1):
         raise InvalidArgument(f"{head}; give 0 or 1 (False or True), got {value!r}")
+    if kind == "f":
+        top = float(np.finfo(spec.dtype).max)
+        if any(abs(float(v)) > top for v in values):
+            raise InvalidArgument(f"{head}; {value!r} does not fit it (at most {top:g} in size)")
     if kind in "iu":
         if not all(float(v).is_integer() for v in values):
             raise InvalidArgument(f"{head}; give integers, got {value!r}")
@@ -231,6 +237,13 @@ def _resolve(specs: Sequence[TensorSpec], batch: int | None,
              given: MadeUpArgs) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     if batch is not None and not (_is_int(batch) and batch >= 1):
         raise InvalidArgument(f"batch must be an int >= 1, got {batch!r}")
+    if batch is not None:  # the batch size sets a dynamic first dimension, whatever dims says
+        for s in specs:
+            first = s.shape[0] if s.kind == "tensor" and s.shape else None
+            if isinstance(first, str) and first in (given.dims or {}):
+                raise InvalidArgument(f"dims[{first!r}]: {first!r} is the batch (first) dimension of "
+                                      f"input {s.name!r}, set by the batch size (batch_sizes=); do not "
+                                      "give it in dims")
     shapes = given.shapes or {}
     symbols: dict[str, int] = dict(given.dims or {})
     guessed: list[str] = []
@@ -340,6 +353,7 @@ def synthesize(specs: Sequence[TensorSpec], *, batch: int | None = None,
         raise InputMismatch(f"cannot make up {others[0].kind} input {others[0].name!r}; pass real "
                             "inputs (inputs=...)")
     resolved, notes = _resolve(specs, batch, given)
+    _check_size(specs, resolved)
     representative = not notes
     from_graph = index_ranges(proto) if proto is not None else {}
     if proto is not None:
@@ -361,6 +375,17 @@ def synthesize(specs: Sequence[TensorSpec], *, batch: int | None = None,
             representative = False
             notes.append(note)
     return Synthesized(feeds, representative, notes)
+
+
+def _check_size(specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuse made-up inputs over :data:`MAX_BYTES` before allocating them."""
+    sizes = {s.name: math.prod(shapes[s.name]) * s.dtype.itemsize for s in specs if s.name in shapes}
+    total = sum(sizes.values())
+    if total > MAX_BYTES:
+        shown = ", ".join(f"{n}: {list(shapes[n])}" for n in sizes)
+        raise InvalidArgument(f"made-up inputs of {total / 2**30:.1f} GiB ({shown}) are more than "
+                              f"deploykit makes up ({MAX_BYTES / 2**30:g} GiB); give smaller shapes=, "
+                              "dims= or batch sizes, or real inputs (inputs=...)")
 
 
 def _values(spec: TensorSpec, shape: tuple[int, ...], given: ValueRange | None,

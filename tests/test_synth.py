@@ -192,6 +192,8 @@ BAD_FOR_MODEL = [
                                          r"range needs an int or float input"),
     ({"value_ranges": {"flag": 2}}, r"value_ranges\['flag'\]: input 'flag' is bool; give 0 or 1"),
     ({"value_ranges": {"s": 1}}, r"value_ranges\['s'\]: input 's' is .*; only numeric inputs take a value"),
+    ({"value_ranges": {"x": (0, 1e308)}}, r"value_ranges\['x'\]: input 'x' is float32; \(0, 1e\+308\) does "
+                                          r"not fit it"),
 ]
 
 
@@ -204,6 +206,24 @@ def test_check_made_up_names_the_argument_and_entry(kwargs: dict, pattern: str) 
             check_made_up(None, **kwargs)
     else:
         check_made_up(None, **kwargs)
+
+
+def test_the_batch_size_is_not_given_twice() -> None:
+    """With a batch size, ``dims`` naming the batch symbol would be ignored: refused instead."""
+    with pytest.raises(dk.InvalidArgument, match=r"dims\['N'\]: 'N' is the batch \(first\) dimension of "
+                                                 r"input 'x', set by the batch size \(batch_sizes=\); do not "
+                                                 r"give it in dims"):
+        resolve_shapes([spec("x", ("N", 3))], batch=2, dims={"N": 4})
+    assert resolve_shapes([spec("x", ("N", 3))], dims={"N": 4})[0] == {"x": (4, 3)}  # no batch: dims sets it
+
+
+def test_huge_made_up_inputs_are_refused_before_allocating() -> None:
+    with pytest.raises(dk.InvalidArgument, match=r"made-up inputs of 23841\.9 GiB \(x: \[99999999999, 1, 8, "
+                                                 r"8\]\) are more than deploykit makes up \(4 GiB\); give "
+                                                 r"smaller shapes=, dims= or batch sizes"):
+        synthesize([spec("x", ("N", 1, 8, 8))], batch=99_999_999_999)
+    with pytest.raises(dk.InvalidArgument, match="made-up inputs of"):
+        synthesize([spec("x", ("N", "S"))], dims={"S": 10**12})
 
 
 def test_check_made_up_normalises() -> None:

@@ -28,6 +28,10 @@ from ..synth import ValueRange, check_made_up
 
 #: Default seconds of timed calls per row (when neither ``duration`` nor ``iterations`` is given).
 DEFAULT_DURATION = 1.0
+#: Most seconds of timed calls a row may be asked for (a day).
+MAX_DURATION = 86400.0
+#: Most threads calling ``run`` at once in a row (each level starts that many threads).
+MAX_CONCURRENCY = 256
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ def check_request(model: Any, backends: Any, *, batch_sizes: Any, concurrency: A
     """Check every argument of ``dk.bench``, cheapest first; open the model last."""
     budget = check_budget(duration, iterations, warmup, min_samples)
     levels = positive_ints("concurrency", concurrency)
+    if max(levels) > MAX_CONCURRENCY:
+        raise InvalidArgument(f"concurrency={max(levels)}: each level starts that many threads; give "
+                              f"at most {MAX_CONCURRENCY}")
     asked_batches = None if batch_sizes is None else positive_ints("batch_sizes", batch_sizes)
     threads = check_threads(threads)
     checked_inputs = _check_inputs(inputs)
@@ -120,6 +127,9 @@ def check_budget(duration: Any, iterations: Any, warmup: Any, min_samples: Any) 
                               f"iterations={iterations!r})")
     iterations = check_number(iterations, "iterations", minimum=1, integer=True, allow_none=True)
     duration = check_number(DEFAULT_DURATION if duration is None else duration, "duration", above=0)
+    if duration > MAX_DURATION:
+        raise InvalidArgument(f"duration={duration!r} s per row is more than a day ({MAX_DURATION:g} s); "
+                              "give fewer seconds")
     warmup = check_number(warmup, "warmup", minimum=0, integer=True)
     min_samples = check_number(min_samples, "min_samples", minimum=1, integer=True)
     return Budget(warmup, float(duration), iterations, min_samples)
@@ -248,5 +258,5 @@ def _check_options_match(options: dict[str, dict[str, Any]], names: list[str]) -
                                   f"(backends: {', '.join(names)})")
 
 
-__all__ = ["DEFAULT_DURATION", "Budget", "Request", "check_budget", "check_request", "positive_ints",
-           "resolve_backends"]
+__all__ = ["DEFAULT_DURATION", "MAX_CONCURRENCY", "MAX_DURATION", "Budget", "Request", "check_budget",
+           "check_request", "positive_ints", "resolve_backends"]

@@ -259,6 +259,7 @@ _RULES: list[tuple[str, Replacement]] = [
      r"--range \1=\2: the value must be a finite number"),
     (r"\bgive \(low, high\) with high > low\b", "give LOW:HIGH with HIGH > LOW"),
     (r"\ba \(low, high\) range\b", "a LOW:HIGH range"),
+    (r"\bdo not give it in dims\b", "do not give it with --dim"),
     (r"\bvalue_ranges\['([^']*)'\](: input .*?)\(([-+\w.]+), ([-+\w.]+)\)", r"--range \1\2\3:\4"),
     *((rf"\b{key}\['([^']*)'\]", rf"{flag} \1") for key, flag in
       (("shapes", "--shape"), ("dims", "--dim"), ("value_ranges", "--range"))),

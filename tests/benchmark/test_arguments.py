@@ -36,10 +36,17 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"concurrency": None}, dk.InvalidArgument, r"concurrency must be .*got None"),
     ({"concurrency": 2.0}, dk.InvalidArgument, r"concurrency must be .*got 2.0"),
     ({"concurrency": [1, -2]}, dk.InvalidArgument, r"concurrency must be .*got \[1, -2\]"),
+    ({"concurrency": [1, 100_000]}, dk.InvalidArgument, r"concurrency=100000: each level starts that many "
+                                                        r"threads; give at most 256"),
     ({"duration": -1}, dk.InvalidArgument, r"duration must be a number > 0, got -1"),
     ({"duration": float("inf")}, dk.InvalidArgument, r"duration must be a number > 0, got inf"),
     ({"duration": "1"}, dk.InvalidArgument, r"duration must be a number > 0, got '1'"),
     ({"duration": True}, dk.InvalidArgument, r"duration must be a number > 0, got True"),
+    ({"duration": 1e308}, dk.InvalidArgument, r"duration=1e\+308 s per row is more than a day \(86400 s\)"),
+    ({"dims": {"N": 4}}, dk.InvalidArgument, r"dims\['N'\]: 'N' is the batch \(first\) dimension of input "
+                                             r"'images', set by the batch size \(batch_sizes=\); "
+                                             r"do not give it in dims"),
+    ({"batch_sizes": [1, 10**11]}, dk.InvalidArgument, r"made-up inputs of 23841\.9 GiB"),
     ({"iterations": 1.5}, dk.InvalidArgument, r"iterations must be an int >= 1 \(or None\), got 1.5"),
     ({"iterations": "5"}, dk.InvalidArgument, r"iterations must be an int >= 1.*got '5'"),
     ({"warmup": None}, dk.InvalidArgument, r"warmup must be an int >= 0, got None"),

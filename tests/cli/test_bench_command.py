@@ -50,6 +50,14 @@ def test_cli_bench_inputs_shapes_and_quiet(tmp_path: Path, capsys: pytest.Captur
                                     "'images' float32[N,1,8,8]: dimension 2 must be 8"),
     (["--shape", "images=0x1x8x8"], "error: --shape images=0x1x8x8: every size must be an int >= 1\n"),
     (["--dim", "N=0"], "error: --dim N=0: the size must be an int >= 1\n"),
+    (["--dim", "N=4"], "error: --dim N: 'N' is the batch (first) dimension of input 'images', set by the "
+                       "batch size (--batch); do not give it with --dim\n"),
+    (["--batch", "1,99999999999"], "error: made-up inputs of 23841.9 GiB (images: [99999999999, 1, 8, 8]) "
+                                   "are more than deploykit makes up (4 GiB); give smaller --shape, --dim "
+                                   "or batch sizes, or real inputs (--input NAME=FILE.npy)\n"),
+    (["-c", "1,100000"], "error: --concurrency=100000: each level starts that many threads; give at most "
+                         "256\n"),
+    (["--duration", "1e308"], "error: --duration=1e+308 s per row is more than a day (86400 s)"),
     (["--range", "images=1:0"], "error: --range images=1:0 is empty; give LOW:HIGH with HIGH > LOW (high "
                                 "exclusive), or one number\n"),
     (["--range", "images=inf:2"], "error: --range images=inf:2: LOW and HIGH must be finite numbers\n"),
