@@ -20,7 +20,7 @@ from .engine import Engine
 from .errors import BackendUnavailable, FallbackWarning, InvalidArgument, ModelLoadError, UnknownOption, warn
 from .model import ModelSource
 from .plan import Candidate, Plan
-from .selection import unknown_options
+from .selection import check_options
 from .spec import TensorSpec
 
 log = logging.getLogger("deploykit")
@@ -43,10 +43,7 @@ def open_engine(cand: Candidate, source: ModelSource, threads: int | None, optio
     does not take them), the candidate's own options beneath them; ``present``: tensor names the
     engine shows (several artifacts of one model)."""
     cls = registry.backend_class(cand.backend)
-    unknown = unknown_options(cls, options)
-    if unknown:
-        raise UnknownOption(f"backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its options: "
-                              f"{', '.join(cls.option_names) or '(none)'}")
+    check_options(cls, options)
     own = cls.candidate_options(cand)
     # a candidate made from the caller's options (e.g. their providers) runs with those alone
     opts = dict(options) if own.keys() & options.keys() else {**own, **options}

@@ -72,10 +72,7 @@ def _named_plan(source: ModelSource, name: str, options: dict[str, Any], strict:
     if source.format not in cls.formats:
         raise ModelLoadError(f"{source.label}: backend {name!r} loads {'/'.join(cls.formats)} models, "
                              f"not {source.format}")
-    unknown = unknown_options(cls, options)
-    if unknown:
-        raise UnknownOption(f"backend {name!r} takes no option(s) {', '.join(unknown)}; its options: "
-                              f"{', '.join(cls.option_names) or '(none)'}")
+    check_options(cls, options)
     only = cls.named_candidate(options)
     return Plan(source.label, source.format, [only], requested=name, decided_by=decided_by or "caller",
                 strict=strict)
@@ -115,6 +112,15 @@ def unknown_options(cls: type[registry.Backend], options: Mapping[str, Any]) -> 
     return sorted(k for k in options if k not in cls.option_names)
 
 
+def check_options(cls: type[registry.Backend], options: Mapping[str, Any], where: str = "") -> None:
+    """``UnknownOption`` naming what backend ``cls`` does not take and what it does (``where``
+    prefixes the message, e.g. the dict entry the options came in)."""
+    unknown = unknown_options(cls, options)
+    if unknown:
+        raise UnknownOption(f"{where}backend {cls.name!r} takes no option(s) {', '.join(unknown)}; its "
+                            f"options: {', '.join(cls.option_names) or '(none)'}")
+
+
 def policy_rank(cand: Candidate) -> int:
     """The candidate's rank in the policy (lower is better; given by its backend): how candidates
     of several artifacts of one model are merged, ties kept in the order the artifacts were given."""
@@ -129,5 +135,6 @@ def _priority(name: str) -> int:
 
 
 
-__all__ = ["ENV_BACKEND", "Candidate", "Plan", "backend_reason", "check_backend_name", "make_plan",
+__all__ = ["ENV_BACKEND", "Candidate", "Plan", "backend_reason", "check_backend_name", "check_options",
+           "make_plan",
            "policy_rank", "unknown_options", "with_operator_override"]

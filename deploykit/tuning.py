@@ -47,13 +47,15 @@ from .opening import no_candidate
 from .plan import Candidate, Plan
 from .progress import ProgressFn, check_progress, progress_fn
 from .spec import TensorSpec
-from .synth import ValueRange, synthesize
+from .synth import ValueRange, check_made_up, synthesize
 from .tuning_cache import ENV_CACHE_DIR, cache_dir, cache_key, cache_path, read, store
 
 log = logging.getLogger("deploykit")
 
 #: Seconds of timed calls, all candidates together (loads and the checking call not counted).
 DEFAULT_SECONDS = 1.0
+#: The longest timing budget taken: beyond it a typo, not a plan (and past what the clock can count).
+MAX_SECONDS = 86_400.0
 #: Timing rounds: each candidate is timed once per round, in a rotated order, so that a burst of
 #: load from elsewhere lands in one slot of one candidate and barely moves its median.
 ROUNDS = 5
@@ -85,14 +87,12 @@ class TuneSettings:
 
     def check(self) -> None:
         check_number(self.seconds, "seconds", above=0)
+        if self.seconds > MAX_SECONDS:
+            raise InvalidArgument(f"seconds must be at most {MAX_SECONDS:g} (a day), got {self.seconds!r}")
         if self.cache is not True and self.cache is not False and self.cache != "refresh":
             raise InvalidArgument(f"cache must be True, False or 'refresh', got {self.cache!r}")
         check_progress(self.progress)
-        for name in ("shapes", "dims", "value_ranges"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise InvalidArgument(f"{name} must be a dict input/symbol name -> value, got "
-                                      f"{type(value).__name__} {value!r}")
+        check_made_up(None, self.shapes, self.dims, self.value_ranges)  # the model's names: later
         if isinstance(self.reference, Mapping) and not self.reference:
             raise InvalidArgument("reference: an empty dict of expected outputs checks nothing; give "
                                   "the outputs (name -> array), a backend name, or None")
@@ -237,6 +237,9 @@ def _measure(arts: Artifacts, plan: Plan, s: TuneSettings, threads: int | None,
                 out = engine.run(feeds)
                 first_s = (CLOCK() - t0) * 1e-9
                 why = None if ref is None else _disagreement(ref, out, engine.outputs, table)
+            except InvalidArgument:  # the caller's shapes/dims/value_ranges: no candidate's fault
+                engine.close()
+                raise
             except DeployKitError as e:
                 engine.close()
                 if isinstance(e, InputMismatch) and ref is None and feeds is None:

@@ -19,11 +19,11 @@ import numpy as np
 from .. import backends as registry
 from ..arguments import check_number, check_threads
 from ..engine import Engine
-from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError, UnknownOption
+from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError
 from ..hardware import probe
 from ..model import ModelLike, ModelSource, open_model
 from ..progress import ProgressFn, progress_fn
-from ..selection import backend_reason, unknown_options
+from ..selection import backend_reason, check_options
 from ..synth import ValueRange, check_made_up
 
 #: Default seconds of timed calls per row (when neither ``duration`` nor ``iterations`` is given).
@@ -241,11 +241,7 @@ def _check_options(options: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise InvalidArgument(f"options[{key!r}] must be a dict of load options, got {value!r}")
         cls = registry.backend_class(name)
-        unknown = unknown_options(cls, value)
-        if unknown:  # as dk.load says it, with the entry named
-            accepted = ", ".join(cls.option_names) or "(none)"
-            raise UnknownOption(f"options[{key!r}]: backend {name!r} takes no option(s) "
-                                f"{', '.join(unknown)}; its options: {accepted}")
+        check_options(cls, value, where=f"options[{key!r}]: ")  # as dk.load says it, entry named
         out[name] = dict(value)
     return out
 

@@ -236,7 +236,7 @@ Replacement = str | Callable[[re.Match[str]], str]
 #: Library keywords and the flags that set them (``batch_sizes`` -> ``--batch``).
 _FLAGS: dict[str, str] = {
     "duration": "--duration", "iterations": "--iterations", "min_samples": "--min-samples",
-    "warmup": "--warmup", "concurrency": "--concurrency", "threads": "--threads",
+    "warmup": "--warmup", "concurrency": "--concurrency", "threads": "--threads", "min_seconds": "--seconds",
     "batch_sizes": "--batch", "backends": "--backend", "seconds": "--seconds", "reference": "--reference",
     "shapes": "--shape", "dims": "--dim", "value_ranges": "--range", "inputs": "--input"}
 _RULES: list[tuple[str, Replacement]] = [

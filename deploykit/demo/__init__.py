@@ -13,6 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import backends
+from .._timing import time_calls
+from ..arguments import check_number
+from ..errors import InvalidArgument
+from ..loading import load
+
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = HERE / "digits.onnx"
 TEST_DATA_PATH = HERE / "digits_test.npz"
@@ -69,9 +75,10 @@ def load_test_data() -> tuple[np.ndarray, np.ndarray]:
 
 def run_demo(min_seconds: float = 0.3) -> DemoResult:
     """Classify the held-out digits with ``backend='auto'``, then time every available backend."""
-    from .. import backends
-    from .._timing import time_calls
-    from ..loading import load
+    check_number(min_seconds, "min_seconds", above=0)
+    if min_seconds > 3600:
+        raise InvalidArgument(f"min_seconds must be at most 3600 (an hour per measurement), got "
+                              f"{min_seconds!r}")
 
     images, labels = load_test_data()
     with load(MODEL_PATH) as engine:
