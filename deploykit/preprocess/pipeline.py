@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PreprocessError, SpecNotFound
+from ..reprs import html_table
 from . import checks, ops, resample
 from .batching import batch
 
@@ -105,6 +106,18 @@ class Pipeline:
     def batch(self, images: Sequence[Any], *, out: np.ndarray | None = None,
               threads: int | None = None) -> np.ndarray:
         return batch(images, self.op, out=out, threads=threads, **self._kwargs())
+
+    # -- description ---------------------------------------------------------------------
+    def _settings(self) -> list[tuple[str, str]]:
+        """The settings this pipeline has (unset ones left out), as text."""
+        return [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in self.to_dict().items()
+                if k not in ("format", "op")]
+
+    def __repr__(self) -> str:
+        return f"Pipeline.{self.op}(" + ", ".join(f"{k}={v}" for k, v in self._settings()) + ")"
+
+    def _repr_html_(self) -> str:
+        return html_table(f"deploykit preprocessing: {self.op}", self._settings(), ("setting", "value"))
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
