@@ -31,7 +31,7 @@ CONFIG_FILE = "config.json"
 MAX_JSON_BYTES = 1 << 20
 MAX_INSTANCES = 64
 MAX_BATCH_SIZE = 65536
-MAX_QUEUE_DELAY_MS = 60_000.0
+MAX_QUEUE_DELAY_MS = 60_000
 
 
 class RepositoryError(InvalidArgument):
@@ -154,12 +154,12 @@ def scan(path: str | os.PathLike[str]) -> Repository:
             if not entry.is_dir():
                 notes.append(f"{entry}: ignored (a model is a folder <name>/<version>/)")
                 continue
-            name = _check_name(entry.name, entry, "model folder name")
+            name = _check_name(entry.name, "model folder name", entry)
             models[name] = _scan_model(root, entry, name, notes)
         return Repository(root, models, notes)
     if given.is_file() and (given.suffix.lower() in ARTIFACT_SUFFIXES or is_several(given)):
         file = given.resolve()
-        name = _check_name(given.stem, given, "model name (the file's stem)")
+        name = _check_name(given.stem, "model name (the file's stem)", given)
         version = _scan_version(file.parent, file.parent, 1, [file], [])
         models = {name: ModelEntry(name, ModelConfig(), {1: version})} if version else {}
         return Repository(file.parent, models)
@@ -262,84 +262,73 @@ def parse_config(file: Path) -> ModelConfig:
         data = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise RepositoryError(f"{file}: cannot read the config ({first_line(e)})") from e
-    _keys(file, "the config", data, {"backend", "threads", "instances", "batching", "version_policy",
-                                     "labels", "options"})
     try:
+        _keys(data, "the config", {"backend", "threads", "instances", "batching", "version_policy",
+                                   "labels", "options"})
+        labels = _keys(data.get("labels", {}), "labels")
         return ModelConfig(
             backend=check_backend_name(data.get("backend", "auto")),
             threads=check_threads(data.get("threads"), "threads", warn_above_usable=False),
-            instances=_int(data.get("instances", 1), "instances", MAX_INSTANCES),
-            batching=_batching(file, data["batching"]) if "batching" in data else None,
-            version_policy=_policy(file, data.get("version_policy", {"latest": 1})),
-            labels=_labels(file, data.get("labels", {})),
-            options=_keys(file, "options", data.get("options", {}), None))
-    except RepositoryError:
-        raise
+            instances=_bounded(data.get("instances", 1), "instances", MAX_INSTANCES),
+            batching=_batching(data["batching"]) if "batching" in data else None,
+            version_policy=_policy(data.get("version_policy", {"latest": 1})),
+            labels={_check_name(k, "label"): _bounded(v, f"labels.{k}") for k, v in labels.items()},
+            options=_keys(data.get("options", {}), "options"))
     except (InvalidArgument, UnknownBackend) as e:
         raise RepositoryError(f"{file}: {first_line(e)}") from e
 
 
-def _batching(file: Path, data: Any) -> Batching:
-    _keys(file, "batching", data, {"max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes"})
+def _batching(data: Any) -> Batching:
+    _keys(data, "batching", {"max_batch_size", "max_queue_delay_ms", "preferred_batch_sizes"})
     if "max_batch_size" not in data:
-        raise RepositoryError(f"{file}: batching needs max_batch_size (an int >= 1)")
-    top = _int(data["max_batch_size"], "batching.max_batch_size", MAX_BATCH_SIZE)
-    delay = check_number(data.get("max_queue_delay_ms", 0.0), "batching.max_queue_delay_ms", minimum=0)
-    if delay > MAX_QUEUE_DELAY_MS:
-        raise RepositoryError(f"{file}: batching.max_queue_delay_ms must be <= {MAX_QUEUE_DELAY_MS:g}, "
-                              f"got {delay!r}")
-    sizes = _ints(file, "batching.preferred_batch_sizes", data.get("preferred_batch_sizes", []), top,
-                  empty=True)
+        raise InvalidArgument("batching needs max_batch_size (an int >= 1)")
+    top = _bounded(data["max_batch_size"], "batching.max_batch_size", MAX_BATCH_SIZE)
+    delay = _bounded(data.get("max_queue_delay_ms", 0.0), "batching.max_queue_delay_ms",
+                     MAX_QUEUE_DELAY_MS, minimum=0, integer=False)
+    sizes = _distinct(data.get("preferred_batch_sizes", []), "batching.preferred_batch_sizes", top,
+                      empty=True)
     return Batching(top, float(delay), sizes)
 
 
-def _policy(file: Path, data: Any) -> VersionPolicy:
-    accepted = '{"latest": N}, {"all": true} or {"specific": [versions]}'
-    if not isinstance(data, dict) or len(data) != 1 or next(iter(data)) not in ("latest", "all", "specific"):
-        raise RepositoryError(f"{file}: version_policy must be {accepted}; got {data!r}")
-    kind, value = next(iter(data.items()))
-    if kind == "all" and value is not True:
-        raise RepositoryError(f"{file}: version_policy.all must be true, got {value!r}")
+def _policy(data: Any) -> VersionPolicy:
+    kind, value = next(iter(data.items())) if isinstance(data, dict) and len(data) == 1 else ("", None)
     if kind == "latest":
-        return VersionPolicy("latest", latest=_int(value, "version_policy.latest", 1 << 20))
+        return VersionPolicy("latest", latest=_bounded(value, "version_policy.latest"))
     if kind == "specific":
-        return VersionPolicy("specific", specific=_ints(file, "version_policy.specific", value, None))
-    return VersionPolicy("all")
+        return VersionPolicy("specific", specific=_distinct(value, "version_policy.specific"))
+    if kind == "all" and value is True:
+        return VersionPolicy("all")
+    raise InvalidArgument('version_policy must be {"latest": N}, {"all": true} or {"specific": '
+                          f"[versions]}}; got {json.dumps(data)}")
 
 
-def _labels(file: Path, data: Any) -> dict[str, int]:
-    _keys(file, "labels", data, None)
-    for label in data:
-        _check_name(label, file, "label")
-    return {label: _int(v, f"labels.{label}", None) for label, v in data.items()}
-
-
-def _int(value: Any, name: str, most: int | None) -> int:
-    """An int >= 1 (and <= ``most``)."""
-    n: int = check_number(value, name, minimum=1, integer=True)
+def _bounded(value: Any, name: str, most: int | None = None, *, minimum: int = 1,
+             integer: bool = True) -> Any:
+    """An int (a number unless ``integer``) >= ``minimum`` and <= ``most``."""
+    n = check_number(value, name, minimum=minimum, integer=integer)
     if most is not None and n > most:
         raise InvalidArgument(f"{name} must be <= {most}, got {n}")
     return n
 
 
-def _ints(file: Path, name: str, value: Any, most: int | None, *, empty: bool = False) -> tuple[int, ...]:
+def _distinct(value: Any, name: str, most: int | None = None, *, empty: bool = False) -> tuple[int, ...]:
     """A list of distinct ints >= 1 (and <= ``most``), ascending; non-empty unless ``empty``."""
     if not isinstance(value, list) or (not value and not empty):
-        raise RepositoryError(f"{file}: {name} must be a {'' if empty else 'non-empty '}list of ints >= 1, "
-                              f"got {value!r}")
-    items = [_int(v, f"{name}[{i}]", most) for i, v in enumerate(value)]
+        raise InvalidArgument(f"{name} must be a {'' if empty else 'non-empty '}list of ints >= 1, "
+                              f"got {json.dumps(value)}")
+    items = [_bounded(v, f"{name}[{i}]", most) for i, v in enumerate(value)]
     if len(set(items)) != len(items):
-        raise RepositoryError(f"{file}: {name} lists a value twice: {value!r}")
+        raise InvalidArgument(f"{name} lists a value twice: {value}")
     return tuple(sorted(items))
 
 
-def _keys(file: Path, name: str, data: Any, known: set[str] | None) -> dict[str, Any]:
+def _keys(data: Any, name: str, known: set[str] | None = None) -> dict[str, Any]:
     """``data`` if it is a JSON object whose keys are all ``known`` (any keys when None)."""
     if not isinstance(data, dict):
-        raise RepositoryError(f"{file}: {name} must be a JSON object, got {data!r}")
+        raise InvalidArgument(f"{name} must be a JSON object, got {json.dumps(data)}")
     unknown = sorted(set(data) - known) if known is not None else []
     if unknown:
-        raise RepositoryError(f"{file}: {name}: unknown key(s) {_listed(unknown)}; accepted: "
+        raise InvalidArgument(f"{name}: unknown key(s) {_listed(unknown)}; accepted: "
                               f"{_listed(sorted(known or ()))}")
     return data
 
@@ -356,10 +345,11 @@ def _check_size(file: Path) -> None:
         raise RepositoryError(f"{file}: over {MAX_JSON_BYTES} bytes; refused unread")
 
 
-def _check_name(name: str, where: Path, what: str) -> str:
+def _check_name(name: str, what: str, where: Path | None = None) -> str:
     if not NAME.fullmatch(name) or ".." in name:
-        raise RepositoryError(f"{where}: {what} {name!r} refused; accepted: letters, digits, '_', '.', '-', "
-                              "starting with a letter or digit, at most 128, no '..'")
+        prefix = f"{where}: " if where else ""
+        raise RepositoryError(f"{prefix}{what} {name!r} refused; accepted: letters, digits, '_', '.', "
+                              "'-', starting with a letter or digit, at most 128, no '..'")
     return name
 
 

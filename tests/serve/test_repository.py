@@ -314,7 +314,7 @@ BAD_CONFIGS: list[tuple[Any, str]] = [
     ({"version_policy": {"latest": 1, "all": True}}, "version_policy must be"),
     ({"version_policy": {"newest": 1}}, "version_policy must be"),
     ({"version_policy": {"latest": 0}}, "version_policy.latest must be an int >= 1"),
-    ({"version_policy": {"all": 1}}, "version_policy.all must be true"),
+    ({"version_policy": {"all": 1}}, 'version_policy must be .*; got {"all": 1}'),
     ({"version_policy": {"specific": []}}, "must be a non-empty list"),
     ({"version_policy": {"specific": [1, -2]}}, r"version_policy.specific\[1\] must be an int >= 1"),
     ({"labels": ["stable"]}, "labels must be a JSON object"),
