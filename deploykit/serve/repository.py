@@ -176,7 +176,7 @@ def _scan_model(root: Path, folder: Path, name: str, notes: list[str]) -> ModelE
         elif re.fullmatch(r"[0-9]+", entry.name):
             if not re.fullmatch(r"[1-9][0-9]{0,17}", entry.name) or not entry.is_dir():
                 raise RepositoryError(f"{entry}: a version is a folder named by an integer >= 1 "
-                                      "(1, 2, ...; no leading zeros)")
+                                      "(1, 2, ...; no leading zeros, at most 18 digits)")
             found = _scan_version(root, entry, int(entry.name), _entries(root, entry, notes), notes)
             if found is not None:
                 versions[found.version] = found
