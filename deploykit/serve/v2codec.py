@@ -61,6 +61,9 @@ DATATYPES: dict[str, np.dtype] = {
     "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
     "BYTES": np.dtype(object),
 }
+_INT_RANGE = {name: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
+              for name, dt in DATATYPES.items() if dt.kind in "iu"}
+_FLOAT_MAX = {name: float(np.finfo(dt).max) for name, dt in DATATYPES.items() if dt.kind == "f"}
 _BY_KIND_SIZE = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items() if name != "BYTES"}
 _PREFIX = struct.Struct("<I")
 
@@ -191,7 +194,7 @@ def _decode_inputs(result: InferRequest, entries: list[Any], binary: memoryview,
             raise BadRequest(f"inputs[{i}]: got a JSON {_json_kind(entry)}, expected an object with "
                              "'name', 'shape', 'datatype' and 'data'")
         name = _name(entry, f"inputs[{i}]", seen)
-        where = f"input '{name}'"
+        where = f"input {_quoted(name)}"
         _check_fields(entry, where, {"parameters": dict})
         datatype, shape = _datatype(entry, where), _shape(entry, where)
         count = _count(shape, where, budget, max_elements)
@@ -222,7 +225,7 @@ def _decode_outputs(result: InferRequest, entries: list[Any]) -> None:
         if not isinstance(entry, dict):
             raise BadRequest(f"outputs[{i}]: got a JSON {_json_kind(entry)}, expected an object with 'name'")
         name = _name(entry, f"outputs[{i}]", result.output_parameters.keys())
-        where = f"requested output '{name}'"
+        where = f"requested output {_quoted(name)}"
         _check_fields(entry, where, {"parameters": dict})
         parameters = entry.get("parameters", {})
         _check_parameters(parameters, where, {"binary_data": bool})
@@ -238,13 +241,18 @@ def _name(entry: dict[str, Any], where: str, seen: KeysView[str]) -> str:
         got = "nothing" if name is None else f"a JSON {_json_kind(name)}"
         raise BadRequest(f"{where}: field 'name' is {got}, expected a non-empty string")
     if name in seen:
-        raise BadRequest(f"{where}: name '{name}' appears twice; each tensor may be named once")
+        raise BadRequest(f"{where}: name {_quoted(name)} appears twice; each tensor may be named once")
     return name
+
+
+def _quoted(name: str) -> str:
+    """A tensor name for a message, cut short: a client's megabyte-long name is not echoed back."""
+    return f"'{name}'" if len(name) <= 80 else f"'{name[:77]}...'"
 
 
 def _datatype(entry: dict[str, Any], where: str) -> str:
     datatype = entry.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         got = "missing" if datatype is None else repr(datatype)[:40]
         raise BadRequest(f"{where}: datatype {got}, expected one of {', '.join(DATATYPES)}")
     return str(datatype)
@@ -276,8 +284,9 @@ def _short(value: object) -> str:
 def _from_binary(binary: memoryview, offset: int, size: int, datatype: str, count: int,
                  where: str) -> tuple[np.ndarray, int]:
     if size < 0 or size > len(binary) - offset:
+        hint = f" (is the {HEADER_LENGTH} header missing?)" if not len(binary) else ""
         raise BadRequest(f"{where}: parameters.binary_data_size is {size} but only {len(binary) - offset} "
-                         "bytes of binary data are left in the body")
+                         f"bytes of binary data are left in the body{hint}")
     chunk = binary[offset:offset + size]
     if datatype == "BYTES":
         return _bytes_items(chunk, count, where), offset + size
@@ -312,11 +321,10 @@ def _bytes_items(chunk: memoryview, count: int, where: str) -> np.ndarray:
 
 
 def _from_json(data: object, datatype: str, count: int, where: str) -> np.ndarray:
-    items = _flatten(data, where)
+    items, kinds = _flatten(data, where)
     if len(items) != count:
         raise BadRequest(f"{where}: 'data' has {len(items)} elements, expected {count} (the product of "
                          "its shape)")
-    kinds = set(map(type, items))
     if datatype == "BYTES":
         _expect(kinds <= {str}, kinds, where, datatype, "strings")
         array = np.empty(count, dtype=object)
@@ -330,22 +338,23 @@ def _from_json(data: object, datatype: str, count: int, where: str) -> np.ndarra
         _expect(kinds <= {int, float}, kinds, where, datatype, "numbers (or NaN/Infinity)")
         return _floats(items, dtype, where, datatype)
     _expect(kinds <= {int}, kinds, where, datatype, "integers")
-    info = np.iinfo(dtype)
-    if items and (min(items) < info.min or max(items) > info.max):
-        bad = next(v for v in items if not info.min <= v <= info.max)
-        raise BadRequest(f"{where}: value {bad} does not fit {datatype} (from {info.min} to {info.max})")
+    low, high = _INT_RANGE[datatype]
+    if items and (min(items) < low or max(items) > high):
+        bad = next(v for v in items if not low <= v <= high)
+        raise BadRequest(f"{where}: value {bad} does not fit {datatype} (from {low} to {high})")
     return np.array(items, dtype=dtype)
 
 
-def _flatten(data: object, where: str) -> list[Any]:
+def _flatten(data: object, where: str) -> tuple[list[Any], set[type]]:
+    """Row-major elements of flat or nested ``data``, and the set of their Python types."""
     if not isinstance(data, list):
         raise BadRequest(f"{where}: 'data' is a JSON {_json_kind(data)}, expected an array (flat or nested)")
     items: list[Any] = data
     for _ in range(MAX_RANK):
-        lists = sum(type(x) is list for x in items)
-        if not lists:
-            return items
-        if lists != len(items):
+        kinds = set(map(type, items))
+        if list not in kinds:
+            return items, kinds
+        if len(kinds) > 1:
             raise BadRequest(f"{where}: 'data' mixes arrays and values at one level, expected a flat "
                              "or evenly nested array")
         items = list(chain.from_iterable(items))
@@ -365,13 +374,12 @@ def _floats(items: list[Any], dtype: np.dtype, where: str, datatype: str) -> np.
         raise BadRequest(f"{where}: a value does not fit {datatype}") from None
     if dtype == wide.dtype:
         return wide
-    with np.errstate(over="ignore"):
-        array = wide.astype(dtype)
-    overflow = np.isinf(array) & np.isfinite(wide)
-    if overflow.any():
-        bad = wide[overflow][0]
-        raise BadRequest(f"{where}: value {bad:g} does not fit {datatype} (largest {np.finfo(dtype).max:g})")
-    return array
+    largest = _FLOAT_MAX[datatype]
+    past = np.abs(wide) > largest  # NaN compares False; infinities stay infinities
+    if past.any() and np.isfinite(wide[past]).any():
+        bad = wide[past & np.isfinite(wide)][0]
+        raise BadRequest(f"{where}: value {bad:g} does not fit {datatype} (largest {largest:g})")
+    return wide.astype(dtype)
 
 
 # ---------------------------------------------------------------------------------------------- encode

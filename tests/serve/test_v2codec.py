@@ -4,6 +4,7 @@ request and response handling against it, and malformed requests each refused wi
 from __future__ import annotations
 
 import json
+import random
 import struct
 from typing import Any
 
@@ -308,6 +309,8 @@ MALFORMED: list[tuple[str, bytes, int | None, str]] = [
     ("input without name", _j(_inp(name=None)), None,
      r"inputs\[0\]: field 'name' is nothing, expected a non-empty"),
     ("input name a number", _j(_inp(name=5)), None, r"inputs\[0\]: field 'name' is a JSON number"),
+    ("long name cut short", _j(_inp(name="n" * 10_000, data=[1.0])), None,
+     r"^input 'n{77}\.\.\.': 'data' has 1"),
     ("input name empty", _j(_inp(name="")), None,
      r"inputs\[0\]: field 'name' is a JSON string, expected a non-empty"),
     ("duplicate input", _j({"inputs": _inp()["inputs"] * 2}), None, r"inputs\[1\]: name 'x' appears twice"),
@@ -317,6 +320,9 @@ MALFORMED: list[tuple[str, bytes, int | None, str]] = [
      r"input 'x': datatype 'FLOAT32', expected one of"),
     ("lower-case datatype", _j(_inp(datatype="fp32")), None, r"input 'x': datatype 'fp32'"),
     ("datatype a number", _j(_inp(datatype=1)), None, r"input 'x': datatype 1, expected"),
+    ("datatype a list", _j(_inp(datatype=["FP32"])), None, r"input 'x': datatype \['FP32'\], expected"),
+    ("binary size missing its header", *_bin(8, b""),
+     r"only 0 bytes .* \(is the Inference-Header-Content-Length"),
     ("no shape", _j(_inp(shape=None)), None, r"input 'x': shape missing, expected a list"),
     ("shape a number", _j(_inp(shape=2)), None,
      r"input 'x': shape 2, expected a list of at most 32 non-negative"),
@@ -410,3 +416,31 @@ def test_malformed_request_is_refused_with_its_reason(what: str, body: bytes, he
         decode_request(body, header, max_elements=LIMIT)
     assert isinstance(info.value, InvalidArgument) and isinstance(info.value, ValueError)
     assert info.value.__cause__ is None  # raised with a message of its own, not chained
+
+
+def test_random_damage_gives_bad_request_or_a_request_never_another_error() -> None:
+    """2,000 valid requests with bytes flipped, cut short, fields replaced or header lengths that lie."""
+    rng = random.Random(13)
+    values: list[Any] = [None, True, 0, -1, 2**70, 1.5, "", "FP32", [], {}, [[1]], [-1], [2**62], 8, -8]
+    for _ in range(2000):
+        datatype = rng.choice(["BOOL", "UINT8", "INT64", "FP16", "BYTES"])
+        entry, _ = tensor_entry("a", SAMPLES[datatype], False)
+        binary, tail = tensor_entry("b", np.arange(3, dtype=np.int32), True)
+        request: dict[str, Any] = {"id": "r", "inputs": [entry, binary], "outputs": [{"name": "y"}]}
+        targets = [request, entry, binary, binary["parameters"], request["outputs"][0]]
+        for _ in range(rng.randint(0, 3)):
+            target = rng.choice(targets)
+            target[rng.choice(list(target) or ["name"])] = json.loads(json.dumps(rng.choice(values)))
+        body, header = request_body(request, tail)
+        damaged = bytearray(body)
+        for _ in range(rng.choice([0, 0, 1, 3])):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            damaged = damaged[:rng.randrange(len(damaged) + 1)]
+        if rng.random() < 0.2:
+            header = rng.choice([None, 0, -3, len(damaged) + 1, (header or 0) + 1, (header or 0) - 1])
+        try:
+            decoded = decode_request(bytes(damaged), header, max_elements=LIMIT)
+        except BadRequest:
+            continue
+        assert all(isinstance(a, np.ndarray) for a in decoded.inputs.values())
