@@ -444,3 +444,15 @@ def test_random_damage_gives_bad_request_or_a_request_never_another_error() -> N
         except BadRequest:
             continue
         assert all(isinstance(a, np.ndarray) for a in decoded.inputs.values())
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_outputs_in_any_layout_go_row_major_little_endian(binary: bool) -> None:
+    outputs = {"scalar": np.array(2.5, np.float32),
+               "transposed": np.arange(6, dtype=np.int16).reshape(2, 3).T,
+               "big_endian": np.arange(4, dtype=">i4"), "strided": np.arange(10.0)[::3]}
+    body, header = encode_response("m", "1", None, outputs, binary)
+    back = response_as_request(body, header).inputs
+    for name, array in outputs.items():
+        np.testing.assert_array_equal(back[name], array)
+        assert back[name].shape == array.shape
