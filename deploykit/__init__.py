@@ -34,7 +34,7 @@ from .errors import (
 from .version import __version__
 
 if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
-    from . import preprocess
+    from . import preprocess, serve
     from .backends import Availability, available_backends
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
@@ -65,8 +65,8 @@ logging.getLogger("deploykit").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:
-    if name == "preprocess":
-        return importlib.import_module("deploykit.preprocess")
+    if name in ("preprocess", "serve"):  # subpackages, imported on first use
+        return importlib.import_module(f"deploykit.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
@@ -108,5 +108,6 @@ __all__ = [
     "load",
     "preprocess",
     "probe",
+    "serve",
     "tune",
 ]
