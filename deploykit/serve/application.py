@@ -3,6 +3,7 @@ with any ASGI server or mount in an existing service."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import check_number
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
 
 log = logging.getLogger("deploykit.serve")
 
@@ -20,34 +21,58 @@ MAX_ELEMENTS = 16 * 2**20
 
 
 def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
-        max_elements: int = MAX_ELEMENTS) -> Any:
-    """A Starlette app speaking KServe v2 REST over ``repository`` (``repo/<model>/<version>/...``, or
-    one model file). Models load and warm up at startup, before ``/v2/health/ready`` says so."""
+        max_elements: int = MAX_ELEMENTS, max_queue: int | None = None, repository_api: bool = False,
+        watch_interval: float | None = None) -> Any:
+    """A Starlette app speaking KServe v2 REST and TF Serving REST over ``repository``
+    (``repo/<model>/<version>/...``, or one model file). Models load and warm up at startup, before
+    ``/v2/health/ready`` says so.
+    ``max_queue``: requests a model version holds at once (default 64 per instance; then 503).
+    ``repository_api``: enable the index/load/unload endpoints (off: 403). ``watch_interval``:
+    rescan the repository every so many seconds and swap versions as it changes (off by default)."""
     try:
         from starlette.applications import Starlette
     except ImportError as e:
         raise BackendUnavailable(f"serving needs the serve extra: pip install 'deploykit[serve]' "
                                  f"({e})") from e
 
-    from . import kserve
+    from . import kserve, tfserving
     from .dataplane import DataPlane
 
     check_number(max_body_bytes, "max_body_bytes", minimum=1, integer=True)
     check_number(max_elements, "max_elements", minimum=1, integer=True)
-    plane = DataPlane(repository)
+    check_number(max_queue, "max_queue", minimum=1, integer=True, allow_none=True)
+    check_number(watch_interval, "watch_interval", above=0, allow_none=True)
+    if not isinstance(repository_api, bool):
+        raise InvalidArgument(f"repository_api must be True or False, got {repository_api!r}")
+    plane = DataPlane(repository, max_queue=max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         plane.load_all()
+        watcher = asyncio.create_task(_watch(plane, watch_interval)) if watch_interval else None
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             plane.close()
 
-    routes = kserve.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements)
+    routes = kserve.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements,
+                           repository_api=repository_api)
+    routes += tfserving.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements)
     application = Starlette(routes=routes, lifespan=lifespan)
     application.state.plane = plane
     return application
+
+
+async def _watch(plane: Any, interval: float) -> None:
+    """Rescan the repository every ``interval`` seconds and serve what it says (errors logged)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await plane.reload()
+        except DeployKitError as e:  # a half-copied version, a bad config: keep serving what runs
+            log.warning("repository rescan failed: %s", e)
 
 
 __all__ = ["MAX_BODY_BYTES", "MAX_ELEMENTS", "app"]

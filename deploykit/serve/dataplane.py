@@ -1,17 +1,23 @@
-"""The data plane: which models and versions are served, whether they are ready, and inference —
-no HTTP here (the endpoints translate), no protocol inside the Engine.
+"""The data plane: which models and versions are served, whether they are ready, admission and
+inference — no HTTP here (the endpoints translate), no protocol inside the Engine.
 
-Each served version is one Engine, loaded and warmed up (one inference on made-up inputs) before the
-server reports ready. Inference runs off the event loop (``Engine.run_async``), so the loop only
-parses and answers.
+Each served version is ``instances`` Engines (threads split so that instances x threads fits the
+CPUs this process may use), loaded and warmed up (one inference on made-up inputs) before it takes
+traffic. Inference runs off the event loop (``Engine.run_async``) on the least busy instance; a
+version admits at most ``max_queue`` requests at once (in flight or waiting), beyond which
+``QueueFull`` (503 + Retry-After). ``reload`` swaps versions atomically: new ones are loaded and
+warm before they are published, old ones finish their requests before their engines are closed.
+Counters live on the event loop's thread; loading runs in worker threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,78 +25,198 @@ import numpy as np
 
 from ..engine import Engine
 from ..errors import DeployKitError
+from ..hostinfo import usable_cpus
 from ..loading import load
 from ..synth import synthesize
 from .repository import ModelEntry, Repository, scan
-from .status import ModelNotReady, UnknownModel
+from .status import ModelNotReady, QueueFull, UnknownModel
 
 log = logging.getLogger("deploykit.serve")
+
+#: Requests one instance admits at once (running or waiting) before the version answers 503.
+MAX_QUEUE_PER_INSTANCE = 64
 
 
 @dataclass
 class ServedVersion:
-    """One version of one model, loaded: its engine, and whether it takes traffic."""
+    """One version of one model, loaded: its engines (instances), whether it takes traffic, and
+    how many requests it holds."""
 
     name: str
     version: int
-    engine: Engine
-    ready: bool = False
+    engines: list[Engine]
+    max_queue: int
+    ready: bool = True
+    pending: int = 0
+    busy: list[int] = field(default_factory=list)
+    _idle: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        self.busy = [0] * len(self.engines)
+
+    @property
+    def engine(self) -> Engine:
+        """The first instance (the specs and metadata are the same on every one)."""
+        return self.engines[0]
+
+    @contextmanager
+    def admitted(self) -> Iterator[int]:
+        """Count one request in (``QueueFull`` when the version holds ``max_queue`` already);
+        yields the least busy instance's index."""
+        if self.pending >= self.max_queue:
+            raise QueueFull(f"model {self.name!r} version {self.version} has {self.pending} requests "
+                            f"queued or running (its limit); retry shortly", retry_after=1.0)
+        index = min(range(len(self.engines)), key=self.busy.__getitem__)
+        self.pending += 1
+        self.busy[index] += 1
+        try:
+            yield index
+        finally:
+            self.pending -= 1
+            self.busy[index] -= 1
+            if self.pending == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until no request runs on this version (after it stopped taking new ones)."""
+        if self.pending:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    def close(self) -> None:
+        self.ready = False
+        for engine in self.engines:
+            engine.close()
 
 
 class DataPlane:
     """The models of one repository, loaded by ``load_all`` and looked up by name and version."""
 
-    def __init__(self, repository: str | Path) -> None:
+    def __init__(self, repository: str | Path, *, max_queue: int | None = None) -> None:
+        self.source = repository
         self.repository: Repository = scan(repository)
+        self._max_queue = max_queue
         self._models: dict[str, dict[int, ServedVersion]] = {}
         self._failed: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self.draining = False
+        self._unloaded: set[str] = set()
+        #: (model, version, seconds, ok) per load, for whoever keeps metrics
+        self.loads: list[tuple[str, int, float, bool]] = []
+        #: inferences started and finished (with a result or an error): equal once drained
+        self.started = self.finished = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     def load_all(self) -> None:
-        """Load and warm up every served version of every model; a model that fails is kept out
-        (and said so by ``failures``) while the others serve."""
+        """Load and warm up every served version of every model; a version that fails is kept out
+        (``failures`` says why) while the others serve."""
         for name, entry in self.repository.models.items():
-            for version in entry.served_versions():
-                try:
-                    served = self._load(entry, version)
-                except DeployKitError as e:
-                    self._failed[f"{name}/{version}"] = str(e)
-                    log.error("model %s version %s failed to load: %s", name, version, e)
-                    continue
-                with self._lock:
-                    self._models.setdefault(name, {})[version] = served
+            loaded = {v: s for v in entry.served_versions() if (s := self._load(entry, v)) is not None}
+            self._models[name] = loaded
 
-    def _load(self, entry: ModelEntry, version: int) -> ServedVersion:
+    def _load(self, entry: ModelEntry, version: int) -> ServedVersion | None:
         config = entry.config
         artifacts = [str(p) for p in entry.versions[version].artifacts]
         model: Any = artifacts[0] if len(artifacts) == 1 else artifacts
-        engine = load(model, config.backend, threads=config.threads, **dict(config.options))
+        instances = config.instances
+        threads = config.threads if config.threads is not None else max(1, usable_cpus() // instances)
+        start = time.perf_counter()
+        engines: list[Engine] = []
         try:
-            made = synthesize(engine.inputs)
-            engine.run(made.feeds)  # warm-up: the first call pays allocations and kernel choices
-        except DeployKitError as e:  # a model whose inputs cannot be made up still serves
-            log.warning("model %s version %s: warm-up skipped (%s)", entry.name, version, e)
-        log.info("model %s version %s ready on %s (%s)", entry.name, version, engine.backend, engine.device)
-        return ServedVersion(entry.name, version, engine, ready=True)
+            for _ in range(instances):
+                engines.append(load(model, config.backend, threads=threads, **dict(config.options)))
+                _warm_up(engines[-1], entry.name, version)
+        except DeployKitError as e:
+            for engine in engines:
+                engine.close()
+            self._failed[f"{entry.name}/{version}"] = str(e)
+            self.loads.append((entry.name, version, time.perf_counter() - start, False))
+            log.error("model %s version %s failed to load: %s", entry.name, version, e)
+            return None
+        self._failed.pop(f"{entry.name}/{version}", None)
+        self.loads.append((entry.name, version, time.perf_counter() - start, True))
+        log.info("model %s version %s ready: %d instance(s) on %s (%s), %d thread(s) each", entry.name,
+                 version, instances, engines[0].backend, engines[0].device, threads)
+        queue = self._max_queue if self._max_queue is not None else MAX_QUEUE_PER_INSTANCE * instances
+        return ServedVersion(entry.name, version, engines, queue)
+
+    async def reload(self, only: str | None = None) -> dict[str, list[int]]:
+        """Scan the repository again and serve what it now says (all models, or ``only`` that one,
+        which ``unload`` had taken out): new versions are loaded and warm before they are published
+        (one atomic swap per model), versions no longer served stop taking requests, finish the ones
+        they hold, then release their engines. Returns model -> versions served."""
+        loop = asyncio.get_running_loop()
+        fresh = await loop.run_in_executor(None, scan, self.source)
+        if only is not None:
+            if only not in fresh.models:
+                raise UnknownModel(f"no model {only!r} in the repository; it has: "
+                                   f"{', '.join(sorted(fresh.models)) or '(none)'}")
+            self._unloaded.discard(only)
+        self.repository = fresh
+        names = {only} if only is not None else set(self._models) | set(fresh.models)
+        await self._reconcile(fresh, names - self._unloaded)
+        return {name: sorted(versions) for name, versions in self._models.items()}
+
+    async def unload(self, name: str) -> None:
+        """Stop serving model ``name`` (every version finishes its requests first) until ``reload``."""
+        self._entry(name)
+        self._unloaded.add(name)
+        await self._reconcile(self.repository, {name})
+
+    async def _reconcile(self, fresh: Repository, names: set[str]) -> None:
+        loop = asyncio.get_running_loop()
+        retired: list[ServedVersion] = []
+        for name in names:
+            current = dict(self._models.get(name, {}))
+            entry = None if name in self._unloaded else fresh.models.get(name)
+            wanted = set(entry.served_versions()) if entry is not None else set()
+            new = {}
+            for version in sorted(wanted - set(current)):
+                assert entry is not None
+                served = await loop.run_in_executor(None, self._load, entry, version)
+                if served is not None:
+                    new[version] = served
+            keep = {v: s for v, s in current.items() if v in wanted}
+            retired += [s for v, s in current.items() if v not in wanted]
+            self._models[name] = {**keep, **new}  # the swap: one assignment on the loop's thread
+            if entry is None:
+                self._models.pop(name, None)
+        for served in retired:
+            served.ready = False
+        for served in retired:
+            await served.drained()
+            await loop.run_in_executor(None, served.close)
+            log.info("model %s version %s unloaded", served.name, served.version)
+
+    def index(self) -> list[dict[str, str]]:
+        """Every model version of the repository and its state (READY / UNAVAILABLE), with why."""
+        rows = []
+        for name, entry in sorted(self.repository.models.items()):
+            served = self._models.get(name, {})
+            for version in sorted(entry.versions):
+                one = served.get(version)
+                state = "READY" if one is not None and one.ready else "UNAVAILABLE"
+                reason = "" if state == "READY" else ("unloaded" if name in self._unloaded else
+                                                     self._failed.get(f"{name}/{version}", "not served"))
+                rows.append({"name": name, "version": str(version), "state": state, "reason": reason})
+        return rows
 
     def close(self) -> None:
         """Mark everything not ready and release every engine."""
-        with self._lock:
-            models, self._models = self._models, {}
+        models, self._models = self._models, {}
         for versions in models.values():
             for served in versions.values():
-                served.ready = False
-                served.engine.close()
+                served.close()
 
     # -- state ---------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """True when every served version of every model is loaded and warm."""
-        expected = sum(len(e.served_versions()) for e in self.repository.models.values())
-        with self._lock:
-            loaded = [s for versions in self._models.values() for s in versions.values()]
-        return bool(expected) and len(loaded) == expected and all(s.ready for s in loaded)
+        """True when every served version of every model is loaded and warm (and not draining)."""
+        if self.draining:
+            return False
+        expected = sum(len(e.served_versions()) for n, e in self.repository.models.items()
+                       if n not in self._unloaded)
+        loaded = [s for versions in self._models.values() for s in versions.values()]
+        return len(loaded) == expected and all(s.ready for s in loaded) and bool(self.repository.models)
 
     @property
     def failures(self) -> dict[str, str]:
@@ -101,8 +227,7 @@ class DataPlane:
         return sorted(self.repository.models)
 
     def versions(self, name: str) -> list[int]:
-        with self._lock:
-            return sorted(self._models.get(self._entry(name).name, {}))
+        return sorted(self._models.get(self._entry(name).name, {}))
 
     def _entry(self, name: str) -> ModelEntry:
         entry = self.repository.models.get(name)
@@ -115,15 +240,17 @@ class DataPlane:
         """The served version asked for (default: the newest served), ready; else ``UnknownModel``
         (404) or ``ModelNotReady`` (503)."""
         entry = self._entry(name)
-        with self._lock:
-            served = dict(self._models.get(name, {}))
+        served = self._models.get(name, {})
+        if self.draining:
+            raise ModelNotReady("the server is shutting down")
         if version is None or version == "":
-            if not served:
+            ready = [v for v, s in served.items() if s.ready]
+            if not ready:
                 why = "; ".join(f"{k}: {v}" for k, v in self._failed.items() if k.startswith(f"{name}/"))
                 raise ModelNotReady(f"model {name!r} has no version ready" + (f" ({why})" if why else ""))
-            return served[max(served)]
+            return served[max(ready)]
         number = _version_number(version)
-        if number not in entry.versions:
+        if number not in entry.versions and number not in served:
             raise UnknownModel(f"model {name!r} has no version {version!r}; versions: "
                                f"{', '.join(map(str, sorted(entry.versions))) or '(none)'}")
         one = served.get(number)
@@ -135,10 +262,25 @@ class DataPlane:
     # -- inference -----------------------------------------------------------------------------
     async def infer(self, name: str, version: str | int | None, feeds: Mapping[str, Any],
                     outputs: Sequence[str] | None = None) -> tuple[ServedVersion, dict[str, np.ndarray]]:
-        """Run one request off the event loop; the version that served it comes back with it."""
-        served = self.get(name, version)
-        result = await served.engine.run_async(dict(feeds), list(outputs) if outputs else None)
+        """Run one request off the event loop on the least busy instance; the version that served it
+        comes back with the result."""
+        self.started += 1
+        try:
+            served = self.get(name, version)
+            with served.admitted() as index:
+                wanted = list(outputs) if outputs else None
+                result = await served.engines[index].run_async(dict(feeds), wanted)
+        finally:
+            self.finished += 1
         return served, result
+
+
+def _warm_up(engine: Engine, name: str, version: int) -> None:
+    """One inference on made-up inputs, so the first request does not pay the first call's costs."""
+    try:
+        engine.run(synthesize(engine.inputs).feeds)
+    except DeployKitError as e:  # a model whose inputs cannot be made up still serves
+        log.warning("model %s version %s: warm-up skipped (%s)", name, version, e)
 
 
 def _version_number(version: str | int) -> int:
@@ -151,4 +293,4 @@ def _version_number(version: str | int) -> int:
     return number
 
 
-__all__ = ["DataPlane", "ServedVersion"]
+__all__ = ["MAX_QUEUE_PER_INSTANCE", "DataPlane", "ServedVersion"]

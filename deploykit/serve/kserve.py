@@ -7,8 +7,6 @@ Every failure is ``{"error": message}`` with the status of ``status.http_status`
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,8 +18,9 @@ from ..errors import DeployKitError
 from ..spec import TensorSpec
 from ..version import __version__
 from . import v2codec
+from .bodies import read_body
 from .dataplane import DataPlane
-from .status import RequestTooLarge, http_status
+from .status import http_status, retry_after
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -32,15 +31,17 @@ _CONFIG_TYPE = {"BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT
                 "BYTES": "TYPE_STRING"}
 
 
-def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[Route]:
-    """The v2 routes over ``plane``."""
+def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
+           repository_api: bool = False) -> list[Route]:
+    """The v2 routes over ``plane``; the repository extension (index, load, unload) answers 403
+    unless ``repository_api``."""
 
     def guarded(handler: Handler) -> Handler:
         async def run(request: Request) -> Response:
             try:
                 return await handler(request)
             except DeployKitError as e:
-                return error(http_status(e), str(e))
+                return error(http_status(e), str(e), retry_after(e))
         return run
 
     async def live(request: Request) -> Response:
@@ -75,7 +76,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
 
     async def infer(request: Request) -> Response:
         name, version = _path(request)
-        body = await _body(request, max_body_bytes)
+        body = await read_body(request, max_body_bytes)
         header = request.headers.get("inference-header-content-length")
         parsed = v2codec.decode_request(body, v2codec.parse_header_length(header), max_elements=max_elements)
         served, outputs = await plane.infer(name, version, parsed.inputs, parsed.outputs)
@@ -87,7 +88,29 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
         media = "application/octet-stream" if json_size is not None else "application/json"
         return Response(data, media_type=media, headers=headers)
 
+    def repository(action: Callable[[Request], Awaitable[Any]]) -> Handler:
+        async def handle(request: Request) -> Response:
+            if not repository_api:
+                return error(403, "the model repository API is disabled; start the server with "
+                                  "repository_api=True (deploykit serve --repository-api) to enable it")
+            return JSONResponse(await action(request))
+        return handle
+
+    async def index(request: Request) -> Any:
+        return plane.index()
+
+    async def load_model(request: Request) -> Any:
+        await plane.reload(only=request.path_params["name"])
+        return {}
+
+    async def unload_model(request: Request) -> Any:
+        await plane.unload(request.path_params["name"])
+        return {}
+
     table: list[tuple[str, Handler, list[str]]] = [
+        ("/v2/repository/index", repository(index), ["POST"]),
+        ("/v2/repository/models/{name}/load", repository(load_model), ["POST"]),
+        ("/v2/repository/models/{name}/unload", repository(unload_model), ["POST"]),
         ("/v2/health/live", live, ["GET"]),
         ("/v2/health/ready", ready, ["GET"]),
         ("/v2", server_metadata, ["GET"]),
@@ -98,40 +121,15 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
     return [Route(path, guarded(handler), methods=methods) for path, handler, methods in table]
 
 
-def error(status: int, message: str) -> Response:
-    """The protocol's error body: ``{"error": message}``."""
-    return Response(v2codec.error_body(message), status_code=status, media_type="application/json")
+def error(status: int, message: str, retry: str | None = None) -> Response:
+    """The protocol's error body: ``{"error": message}`` (with Retry-After when the error says when)."""
+    headers = {"Retry-After": retry} if retry is not None else None
+    return Response(v2codec.error_body(message), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 def _path(request: Request) -> tuple[str, str | None]:
     return request.path_params["name"], request.path_params.get("version")
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed (gzip, deflate), refused past ``limit`` bytes either way."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"request body over the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise v2codec.BadRequest(f"Content-Encoding {encoding!r} is not supported; use gzip or deflate")
-    try:
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
-        out = inflater.decompress(body, limit + 1)  # bounded: a zip bomb stops at the limit
-    except (zlib.error, gzip.BadGzipFile) as e:
-        raise v2codec.BadRequest(f"the {encoding} request body does not decompress: {e}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise RequestTooLarge(f"request body over the limit of {limit} bytes once decompressed")
-    return out
 
 
 def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:

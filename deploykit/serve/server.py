@@ -13,16 +13,21 @@ from ..arguments import check_number
 from ..errors import InvalidArgument
 from .application import app
 
+#: Seconds a stopping server keeps answering (503, not ready) before it closes its socket.
+DRAIN_GRACE = 0.5
+
 
 class Server:
     """An in-process server on ``host:port`` (port 0: a free one); ready when ``start`` returns."""
 
     def __init__(self, repository: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-                 startup_timeout: float = 120.0, **settings: Any) -> None:
+                 startup_timeout: float = 120.0, drain_timeout: float = 30.0, **settings: Any) -> None:
         check_number(port, "port", minimum=0, integer=True)
         if port > 65535:
             raise InvalidArgument(f"port must be 0..65535, got {port}")
         check_number(startup_timeout, "startup_timeout", above=0)
+        check_number(drain_timeout, "drain_timeout", minimum=0)
+        self._drain = drain_timeout
         self.app = app(repository, **settings)
         self.host, self._port, self._timeout = host, port, startup_timeout
         self._server: Any = None
@@ -51,7 +56,8 @@ class Server:
             sock.close()
             raise InvalidArgument(f"cannot listen on {self.host}:{self._port}: {e.strerror or e}") from e
         self._socket = sock
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=int(self._drain) or None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="deploykit-serve", daemon=True)
@@ -73,8 +79,12 @@ class Server:
         return not thread.is_alive()
 
     def stop(self) -> None:
-        """Stop accepting, finish what runs, release the models."""
+        """Report not-ready (new requests get 503 for a short grace, so that a load balancer polling
+        readiness moves away and connections already queued are answered), stop accepting, let the
+        requests in flight finish (up to ``drain_timeout`` seconds), then release the models."""
+        self.app.state.plane.draining = True
         if self._server is not None:
+            time.sleep(min(DRAIN_GRACE, self._drain))
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=30)

@@ -31,6 +31,14 @@ class RequestTooLarge(InvalidArgument):
     """A request body or tensor over the server's limits."""
 
 
+class QueueFull(DeployKitError, RuntimeError):
+    """A model holds as many requests as it may (backpressure): answered 503 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 #: error class -> HTTP status; looked up along the raised class's MRO, first match wins.
 HTTP_STATUS: dict[type[BaseException], int] = {
     RequestTooLarge: 413,
@@ -39,6 +47,7 @@ HTTP_STATUS: dict[type[BaseException], int] = {
     InputMismatch: 400,
     InvalidArgument: 400,
     ModelNotReady: 503,
+    QueueFull: 503,
     EngineClosed: 503,
     BackendUnavailable: 503,
     ModelLoadError: 500,
@@ -56,4 +65,11 @@ def http_status(error: BaseException) -> int:
     return 500
 
 
-__all__ = ["HTTP_STATUS", "ModelNotReady", "RequestTooLarge", "UnknownModel", "http_status"]
+def retry_after(error: BaseException) -> str | None:
+    """The Retry-After header value (whole seconds) for an error that carries one."""
+    seconds = getattr(error, "retry_after", None)
+    return None if seconds is None else str(max(1, round(float(seconds))))
+
+
+__all__ = ["HTTP_STATUS", "ModelNotReady", "QueueFull", "RequestTooLarge", "UnknownModel", "http_status",
+           "retry_after"]

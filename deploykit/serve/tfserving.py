@@ -25,8 +25,9 @@ from starlette.routing import Route
 
 from ..errors import DeployKitError
 from ..spec import TensorSpec
+from .bodies import read_body
 from .dataplane import DataPlane
-from .status import ModelNotReady, RequestTooLarge, UnknownModel, http_status
+from .status import ModelNotReady, RequestTooLarge, UnknownModel, http_status, retry_after
 from .v2codec import MAX_RANK, BadRequest
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -50,7 +51,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
             try:
                 return await handler(request)
             except DeployKitError as e:
-                return error(http_status(e), str(e))
+                return error(http_status(e), str(e), retry_after(e))
         return run
 
     async def model_status(request: Request) -> Response:
@@ -69,7 +70,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
 
     async def predict(request: Request) -> Response:
         name, version = _target(plane, request)
-        body = _parse(await _body(request, max_body_bytes))
+        body = _parse(await read_body(request, max_body_bytes))
         served = plane.get(name, version)
         row, feeds = _feeds(body, served.engine.inputs, max_elements)
         _, outputs = await plane.infer(name, served.version, feeds)
@@ -90,9 +91,12 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
     return [*table, Route("/v1/models/{rest:path}", guarded(unsupported), methods=["GET", "POST"])]
 
 
-def error(status: int, message: str) -> Response:
-    """TF Serving's error body: ``{"error": message}``."""
-    return _json({"error": message}, status)
+def error(status: int, message: str, retry: str | None = None) -> Response:
+    """TF Serving's error body: ``{"error": message}`` (with Retry-After when the error says when)."""
+    response = _json({"error": message}, status)
+    if retry is not None:
+        response.headers["Retry-After"] = retry
+    return response
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -161,24 +165,6 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- request
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused past ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding not in ("", "identity"):
-        raise BadRequest(f"Content-Encoding {encoding!r} is not supported on the TF Serving API; send "
-                         "the JSON uncompressed")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"request body over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
 
 def _parse(body: bytes) -> dict[str, Any]:
     """The predict request object: ``instances`` or ``inputs`` (not both), optional ``signature_name``."""

@@ -21,7 +21,7 @@ from deploykit.demo import MODEL_PATH, load_test_data
 pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
 
-from deploykit.serve import Server, tfserving
+from deploykit.serve import Server
 
 
 def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -39,13 +39,8 @@ def predict(url: str, payload: Any) -> tuple[int, Any]:
 
 
 def serving(repo: Path, **limits: int) -> Server:
-    """A Server whose app also speaks TF Serving REST (added here until application.py includes it)."""
-    server = Server(repo, port=0, **limits)
-    app = server.app
-    if not any(getattr(r, "path", "").startswith("/v1/") for r in app.routes):
-        app.router.routes.extend(tfserving.routes(app.state.plane, max_body_bytes=limits.get(
-            "max_body_bytes", 64 * 2**20), max_elements=limits.get("max_elements", 16 * 2**20)))
-    return server
+    """A Server (its app speaks KServe v2 and TF Serving REST)."""
+    return Server(repo, port=0, **limits)
 
 
 def two_input_model(path: Path) -> Path:
@@ -231,8 +226,10 @@ def test_malformed_json_is_400(server: Server) -> None:
     for body in (b"{", b"[]", b"\xff\xfe", b"[" * 100_000, b'{"instances": [1,]}'):
         status, answer = call(url, body, {"Content-Type": "application/json"})
         assert status == 400 and "error" in answer, (body[:20], answer)
-    status, answer = call(url, b"{}", {"Content-Encoding": "gzip"})
-    assert status == 400 and "Content-Encoding" in answer["error"]
+    status, answer = call(url, b"{}", {"Content-Encoding": "gzip"})  # says gzip, is not
+    assert status == 400 and "the gzip request body does not decompress" in answer["error"]
+    status, answer = call(url, b"{}", {"Content-Encoding": "br"})
+    assert status == 400 and "Content-Encoding 'br' is not supported" in answer["error"]
 
 
 def test_limits_are_413(repo: Path) -> None:
