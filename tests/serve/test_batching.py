@@ -368,3 +368,23 @@ def test_errors_inside_run_keep_engine_messages() -> None:
 
     run(scenario())
 
+
+
+def test_cancelled_requests_leave_the_queue(rng: np.random.Generator) -> None:
+    engine = digits("onnxruntime")
+    batcher = Batcher(engine, Batching(8), max_queue=50)
+
+    async def scenario() -> list[Any]:
+        tasks = [asyncio.ensure_future(batcher.infer({"images": images(rng, 1)})) for _ in range(20)]
+        await asyncio.sleep(0)  # all submitted: one running, the rest queued
+        for t in tasks[5:15]:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert batcher.queued == 0 and batcher.retry_after > 0
+        await asyncio.to_thread(batcher.close)  # close from another thread: the loop is woken
+        await batcher.aclose()
+        return done
+
+    done = run(scenario())
+    assert sum(isinstance(d, asyncio.CancelledError) for d in done) == 10
+    assert sum(isinstance(d, dict) for d in done) == 10
