@@ -109,11 +109,17 @@ class Batcher:
     ``batching=None`` runs every request alone, still bounded by ``max_queue`` and
     ``max_concurrent``. ``on_batch`` is called on the event loop after every batch (metrics); an
     error it raises is logged, never given to a request. The engine stays the caller's to close.
+    ``max_concurrent`` batches run at once, each on a thread of the batcher's own (default 1: the
+    runtime's own threads already use the cores; raise it for engines with several instances or
+    runtimes that do not parallelise one run).
     """
 
     def __init__(self, engine: Engine, batching: Batching | None, *, max_queue: int = 1024,
-                 max_concurrent: int = 1, on_batch: Callable[[BatchStats], None] | None = None) -> None:
+                 max_concurrent: int = 1, on_batch: Callable[[BatchStats], None] | None = None,
+                 name: str | None = None) -> None:
         self.engine = engine
+        #: How messages name the model (default: the engine's source), e.g. "model 'digits' version 2".
+        self.name = name or engine.source.label
         self.batching = batching
         self.max_queue: int = check_number(max_queue, "max_queue", minimum=1, integer=True)
         self.max_concurrent: int = check_number(max_concurrent, "max_concurrent", minimum=1, integer=True)
@@ -122,7 +128,7 @@ class Batcher:
         if batching is not None:
             ok, why = self.can_batch(engine)
             if not ok:
-                raise InvalidArgument(f"{engine.source.label} cannot be batched: {why}; serve it "
+                raise InvalidArgument(f"{self.name} cannot be batched: {why}; serve it "
                                       "without batching (batching=None)")
         # per input: (name, dtype, rank, ((axis, fixed size), ...)), for the batchability check
         self._specs = [(s.name, s.dtype, s.rank or 0,
@@ -175,12 +181,12 @@ class Batcher:
     async def infer_timed(self, feeds: Feeds, outputs: Sequence[str] | str | None = None,
                           ) -> tuple[Result, RequestStats]:
         """``infer``, and what the request went through (queue time, compute time, batch)."""
-        loop = self._bind()
         if self._closing:
-            raise BatcherClosed(f"the batcher of {self.engine.source.label} is closed (shutting down or "
-                                "unloading); retry on another version or server")
+            raise BatcherClosed(f"{self.name}: no longer taking requests (shutting down or unloading); "
+                                "retry on another version or server")
+        loop = self._bind()
         if len(self._queue) >= self.max_queue:
-            raise QueueFull(f"{self.engine.source.label}: {len(self._queue)} requests queued, the limit "
+            raise QueueFull(f"{self.name}: {len(self._queue)} requests queued, the limit "
                             f"(max_queue) is {self.max_queue}; retry later", self.retry_after)
         feeds = feeds_from(feeds, self.engine.inputs)
         key, rows = self._key(feeds, outputs)
@@ -415,7 +421,7 @@ class Batcher:
                     self._warned_split = True
                     log.warning("%s: output %r of a batch of %d rows has shape %s: its first dimension "
                                 "is not the batch; such batches run request by request",
-                                self.engine.source.label, name, total, a.shape)
+                                self.name, name, total, a.shape)
                 return None
         outcomes: list[Outcome] = []
         start = 0
@@ -454,7 +460,7 @@ class Batcher:
             f"max_batch_size={self._max_rows}, max_queue_delay_ms={self._delay_s * 1000:g}"
             + (f", preferred={list(self._preferred)}" if self._preferred else ""))
         state = " (closed)" if self._closing else ""
-        return (f"<deploykit Batcher{state} {self.engine.source.label}: {how}, max_queue={self.max_queue}, "
+        return (f"<deploykit Batcher{state} {self.name}: {how}, max_queue={self.max_queue}, "
                 f"max_concurrent={self.max_concurrent}, {len(self._queue)} queued>")
 
 

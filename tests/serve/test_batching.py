@@ -218,13 +218,13 @@ def test_preferred_batch_sizes_cut_batches(rng: np.random.Generator) -> None:
 # -- backpressure and faults -----------------------------------------------------------------------
 def test_queue_full_is_backpressure(rng: np.random.Generator) -> None:
     engine = digits("onnxruntime")
-    batcher = Batcher(engine, Batching(4), max_queue=3)
+    batcher = Batcher(engine, Batching(4), max_queue=3, name="model 'digits' version 1")
     got = run(together(batcher, [({"images": images(rng, 1)}, None) for _ in range(12)]))
     full = [g for g in got if isinstance(g, QueueFull)]
     assert len(full) == 12 - 1 - 3  # one ran at once, three queued
     assert all(isinstance(e, dk.DeployKitError) and isinstance(e, RuntimeError) for e in full)
     assert all(e.retry_after > 0 for e in full)
-    assert "3 requests queued, the limit (max_queue) is 3" in str(full[0])
+    assert str(full[0]).startswith("model 'digits' version 1: 3 requests queued, the limit (max_queue) is 3")
     assert sum(isinstance(g, tuple) for g in got) == 4
 
 
@@ -334,7 +334,7 @@ def test_close_drains_what_is_queued(rng: np.random.Generator) -> None:
 
     results, late = run(scenario())
     assert len(results) == 30 and all(r["label"].shape == (1,) for r in results)
-    assert isinstance(late, dk.EngineClosed) and "closed" in str(late)
+    assert isinstance(late, dk.EngineClosed) and "no longer taking requests" in str(late)
     batcher.close()  # again, from outside any loop: harmless
     assert "(closed)" in repr(batcher)
 
