@@ -242,7 +242,11 @@ class Batcher:
     def _count(self, request: _Request, sign: int) -> None:
         self._queued_rows += sign * request.rows
         if request.key is not None:
-            self._rows_by_key[request.key] = self._rows_by_key.get(request.key, 0) + sign * request.rows
+            left = self._rows_by_key.get(request.key, 0) + sign * request.rows
+            if left:
+                self._rows_by_key[request.key] = left
+            else:  # a key per shape seen would pile up otherwise (e.g. sequence lengths)
+                del self._rows_by_key[request.key]
 
     # -- the worker ----------------------------------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
