@@ -22,13 +22,17 @@ MAX_ELEMENTS = 16 * 2**20
 
 def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
         max_elements: int = MAX_ELEMENTS, max_queue: int | None = None, repository_api: bool = False,
-        watch_interval: float | None = None) -> Any:
+        watch_interval: float | None = None, token: str | None = None, json_logs: bool = False,
+        public_metrics: bool = False) -> Any:
     """A Starlette app speaking KServe v2 REST and TF Serving REST over ``repository``
     (``repo/<model>/<version>/...``, or one model file). Models load and warm up at startup, before
     ``/v2/health/ready`` says so.
     ``max_queue``: requests a model version holds at once (default 64 per instance; then 503).
     ``repository_api``: enable the index/load/unload endpoints (off: 403). ``watch_interval``:
-    rescan the repository every so many seconds and swap versions as it changes (off by default)."""
+    rescan the repository every so many seconds and swap versions as it changes (off by default).
+    ``token``: every request but the health checks needs ``Authorization: Bearer <token>`` (and
+    ``/metrics`` too unless ``public_metrics``). ``json_logs``: the access log as JSON lines.
+    Prometheus metrics at ``/metrics``."""
     try:
         from starlette.applications import Starlette
     except ImportError as e:
@@ -44,7 +48,16 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     check_number(watch_interval, "watch_interval", above=0, allow_none=True)
     if not isinstance(repository_api, bool):
         raise InvalidArgument(f"repository_api must be True or False, got {repository_api!r}")
-    plane = DataPlane(repository, max_queue=max_queue)
+    for flag, value in (("json_logs", json_logs), ("public_metrics", public_metrics)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{flag} must be True or False, got {value!r}")
+    from starlette.middleware import Middleware
+
+    from .metrics import Metrics
+    from .middleware import HEALTH_PATHS, AccessMiddleware
+
+    metrics = Metrics()
+    plane = DataPlane(repository, max_queue=max_queue, metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -60,8 +73,12 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     routes = kserve.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements,
                            repository_api=repository_api)
     routes += tfserving.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements)
-    application = Starlette(routes=routes, lifespan=lifespan)
+    routes.append(metrics.asgi_route())
+    public = [*HEALTH_PATHS, "/metrics"] if public_metrics else list(HEALTH_PATHS)
+    access = Middleware(AccessMiddleware, token=token, json_logs=json_logs, public_paths=public)
+    application = Starlette(routes=routes, lifespan=lifespan, middleware=[access])
     application.state.plane = plane
+    application.state.metrics = metrics
     return application
 
 

@@ -43,8 +43,9 @@ import numpy as np
 
 from ..arguments import check_number
 from ..engine import Engine, Feeds, feeds_from
-from ..errors import DeployKitError, EngineClosed, InvalidArgument
+from ..errors import EngineClosed, InvalidArgument
 from .repository import Batching
+from .status import QueueFull
 
 log = logging.getLogger("deploykit.serve")
 
@@ -52,14 +53,6 @@ log = logging.getLogger("deploykit.serve")
 LOAD_SMOOTHING = 0.2
 #: Weight of the newest batch in the moving average of batch compute time (for ``retry_after``).
 COMPUTE_SMOOTHING = 0.2
-
-
-class QueueFull(DeployKitError, RuntimeError):
-    """The batcher's queue is full (backpressure): retry after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class BatcherClosed(EngineClosed):

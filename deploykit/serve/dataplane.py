@@ -28,6 +28,8 @@ from ..errors import DeployKitError
 from ..hostinfo import usable_cpus
 from ..loading import load
 from ..synth import synthesize
+from .batching import Batcher, BatchStats
+from .metrics import Metrics
 from .repository import ModelEntry, Repository, scan
 from .status import ModelNotReady, QueueFull, UnknownModel
 
@@ -46,6 +48,8 @@ class ServedVersion:
     version: int
     engines: list[Engine]
     max_queue: int
+    #: one per engine when the model's config asks for dynamic batching, else empty
+    batchers: list[Batcher] = field(default_factory=list)
     ready: bool = True
     pending: int = 0
     busy: list[int] = field(default_factory=list)
@@ -83,8 +87,20 @@ class ServedVersion:
             self._idle = asyncio.Event()
             await self._idle.wait()
 
+    async def run(self, index: int, feeds: dict[str, Any],
+                  outputs: list[str] | None) -> tuple[dict[str, np.ndarray], float, float]:
+        """(outputs, queue seconds, compute seconds) of one request on instance ``index``."""
+        if self.batchers:
+            result, stats = await self.batchers[index].infer_timed(feeds, outputs)
+            return result, stats.queue_s, stats.compute_s
+        start = time.perf_counter()
+        result = await self.engines[index].run_async(feeds, outputs)
+        return result, 0.0, time.perf_counter() - start
+
     def close(self) -> None:
         self.ready = False
+        for batcher in self.batchers:
+            batcher.close()
         for engine in self.engines:
             engine.close()
 
@@ -92,8 +108,10 @@ class ServedVersion:
 class DataPlane:
     """The models of one repository, loaded by ``load_all`` and looked up by name and version."""
 
-    def __init__(self, repository: str | Path, *, max_queue: int | None = None) -> None:
+    def __init__(self, repository: str | Path, *, max_queue: int | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.source = repository
+        self.metrics = metrics
         self.repository: Repository = scan(repository)
         self._max_queue = max_queue
         self._models: dict[str, dict[int, ServedVersion]] = {}
@@ -129,15 +147,34 @@ class DataPlane:
             for engine in engines:
                 engine.close()
             self._failed[f"{entry.name}/{version}"] = str(e)
-            self.loads.append((entry.name, version, time.perf_counter() - start, False))
+            self._observe_load(entry.name, version, time.perf_counter() - start, False)
             log.error("model %s version %s failed to load: %s", entry.name, version, e)
             return None
         self._failed.pop(f"{entry.name}/{version}", None)
-        self.loads.append((entry.name, version, time.perf_counter() - start, True))
+        self._observe_load(entry.name, version, time.perf_counter() - start, True)
         log.info("model %s version %s ready: %d instance(s) on %s (%s), %d thread(s) each", entry.name,
                  version, instances, engines[0].backend, engines[0].device, threads)
         queue = self._max_queue if self._max_queue is not None else MAX_QUEUE_PER_INSTANCE * instances
-        return ServedVersion(entry.name, version, engines, queue)
+        batchers = []
+        if config.batching is not None:  # the repository checked the numbers; the batcher the model
+            batchers = [Batcher(engine, config.batching, max_queue=queue, name=f"model {entry.name!r} "
+                                f"version {version}", on_batch=self._batch_observer(entry.name, version))
+                        for engine in engines]
+        return ServedVersion(entry.name, version, engines, queue, batchers)
+
+    def _observe_load(self, name: str, version: int, seconds: float, ok: bool) -> None:
+        self.loads.append((name, version, seconds, ok))
+        if self.metrics is not None:
+            self.metrics.observe_load(name, version, seconds, ok)
+
+    def _batch_observer(self, name: str, version: int) -> Any:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+
+        def observe(stats: BatchStats) -> None:
+            metrics.observe_batch(name, version, stats.size)
+        return observe
 
     async def reload(self, only: str | None = None) -> dict[str, list[int]]:
         """Scan the repository again and serve what it now says (all models, or ``only`` that one,
@@ -184,7 +221,11 @@ class DataPlane:
             served.ready = False
         for served in retired:
             await served.drained()
+            for batcher in served.batchers:
+                await batcher.aclose()
             await loop.run_in_executor(None, served.close)
+            if self.metrics is not None:
+                self.metrics.forget(served.name, served.version)
             log.info("model %s version %s unloaded", served.name, served.version)
 
     def index(self) -> list[dict[str, str]]:
@@ -261,18 +302,32 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------------
     async def infer(self, name: str, version: str | int | None, feeds: Mapping[str, Any],
-                    outputs: Sequence[str] | None = None) -> tuple[ServedVersion, dict[str, np.ndarray]]:
-        """Run one request off the event loop on the least busy instance; the version that served it
-        comes back with the result."""
+                    outputs: Sequence[str] | None = None) -> Inference:
+        """Run one request off the event loop on the least busy instance (through its batcher when
+        the model batches): the version that served it, the outputs, the queue and compute time."""
         self.started += 1
         try:
             served = self.get(name, version)
             with served.admitted() as index:
                 wanted = list(outputs) if outputs else None
-                result = await served.engines[index].run_async(dict(feeds), wanted)
+                if self.metrics is not None:
+                    with self.metrics.inflight(name):
+                        result, queue_s, compute_s = await served.run(index, dict(feeds), wanted)
+                else:
+                    result, queue_s, compute_s = await served.run(index, dict(feeds), wanted)
         finally:
             self.finished += 1
-        return served, result
+        return Inference(served, result, queue_s, compute_s)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One request's answer: the version that served it, its outputs, where its time went."""
+
+    served: ServedVersion
+    outputs: dict[str, np.ndarray]
+    queue_s: float
+    compute_s: float
 
 
 def _warm_up(engine: Engine, name: str, version: int) -> None:
@@ -293,4 +348,4 @@ def _version_number(version: str | int) -> int:
     return number
 
 
-__all__ = ["MAX_QUEUE_PER_INSTANCE", "DataPlane", "ServedVersion"]
+__all__ = ["MAX_QUEUE_PER_INSTANCE", "DataPlane", "Inference", "ServedVersion"]

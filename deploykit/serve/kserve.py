@@ -14,15 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import DeployKitError
 from ..spec import TensorSpec
 from ..version import __version__
 from . import v2codec
 from .bodies import read_body
 from .dataplane import DataPlane
-from .status import http_status, retry_after
-
-Handler = Callable[[Request], Awaitable[Response]]
+from .handlers import Handler, guard, remember
 
 #: Triton's names for the model configuration endpoint's data types.
 _CONFIG_TYPE = {"BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32",
@@ -36,13 +33,8 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
     """The v2 routes over ``plane``; the repository extension (index, load, unload) answers 403
     unless ``repository_api``."""
 
-    def guarded(handler: Handler) -> Handler:
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DeployKitError as e:
-                return error(http_status(e), str(e), retry_after(e))
-        return run
+    def guarded(handler: Handler, counted: bool = False) -> Handler:
+        return guard(handler, plane, error, "kserve", counted)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -79,9 +71,10 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         body = await read_body(request, max_body_bytes)
         header = request.headers.get("inference-header-content-length")
         parsed = v2codec.decode_request(body, v2codec.parse_header_length(header), max_elements=max_elements)
-        served, outputs = await plane.infer(name, version, parsed.inputs, parsed.outputs)
-        data, json_size = v2codec.encode_response(served.name, str(served.version), parsed.id, outputs,
-                                                  parsed.binary_outputs)
+        done = await plane.infer(name, version, parsed.inputs, parsed.outputs)
+        remember(request, done)
+        data, json_size = v2codec.encode_response(done.served.name, str(done.served.version), parsed.id,
+                                                  done.outputs, parsed.binary_outputs)
         headers = {}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)
@@ -118,7 +111,8 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         table += [(prefix, model_metadata, ["GET"]), (prefix + "/ready", model_ready, ["GET"]),
                   (prefix + "/config", model_config, ["GET"]), (prefix + "/infer", infer, ["POST"])]
-    return [Route(path, guarded(handler), methods=methods) for path, handler, methods in table]
+    return [Route(path, guarded(handler, counted=handler is infer), methods=methods)
+            for path, handler, methods in table]
 
 
 def error(status: int, message: str, retry: str | None = None) -> Response:

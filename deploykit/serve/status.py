@@ -7,6 +7,8 @@ later is answered sensibly.
 
 from __future__ import annotations
 
+import math
+
 from ..errors import (
     BackendError,
     BackendUnavailable,
@@ -68,7 +70,7 @@ def http_status(error: BaseException) -> int:
 def retry_after(error: BaseException) -> str | None:
     """The Retry-After header value (whole seconds) for an error that carries one."""
     seconds = getattr(error, "retry_after", None)
-    return None if seconds is None else str(max(1, round(float(seconds))))
+    return None if seconds is None else str(max(1, math.ceil(float(seconds))))
 
 
 __all__ = ["HTTP_STATUS", "ModelNotReady", "QueueFull", "RequestTooLarge", "UnknownModel", "http_status",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -23,14 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import DeployKitError
 from ..spec import TensorSpec
 from .bodies import read_body
 from .dataplane import DataPlane
-from .status import ModelNotReady, RequestTooLarge, UnknownModel, http_status, retry_after
+from .handlers import Handler, guard, remember
+from .status import ModelNotReady, RequestTooLarge, UnknownModel
 from .v2codec import MAX_RANK, BadRequest
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 #: The one signature a deploykit model has, under TF Serving's default name.
 SIGNATURE = "serving_default"
@@ -46,13 +43,8 @@ _TF_DTYPE = {"bool": "DT_BOOL", "int8": "DT_INT8", "int16": "DT_INT16", "int32":
 def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[Route]:
     """The TF Serving REST routes over ``plane``."""
 
-    def guarded(handler: Handler) -> Handler:
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DeployKitError as e:
-                return error(http_status(e), str(e), retry_after(e))
-        return run
+    def guarded(handler: Handler, counted: bool = False) -> Handler:
+        return guard(handler, plane, error, "tfserving", counted)
 
     async def model_status(request: Request) -> Response:
         name, version = _target(plane, request)
@@ -73,7 +65,9 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
         body = _parse(await read_body(request, max_body_bytes))
         served = plane.get(name, version)
         row, feeds = _feeds(body, served.engine.inputs, max_elements)
-        _, outputs = await plane.infer(name, served.version, feeds)
+        done = await plane.infer(name, served.version, feeds)
+        remember(request, done)
+        outputs = done.outputs
         return _json({"predictions": _rows(outputs)} if row else {"outputs": _columns(outputs)})
 
     async def unsupported(request: Request) -> Response:
@@ -86,7 +80,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
                    "/v1/models/{name}/labels/{label}"):
         table += [Route(prefix, guarded(model_status), methods=["GET"]),
                   Route(prefix + "/metadata", guarded(model_metadata), methods=["GET"]),
-                  Route(prefix + ":predict", guarded(predict), methods=["POST"])]
+                  Route(prefix + ":predict", guarded(predict, counted=True), methods=["POST"])]
     # last: anything else under /v1/models gets an {"error"} body rather than a plain-text 404/405
     return [*table, Route("/v1/models/{rest:path}", guarded(unsupported), methods=["GET", "POST"])]
 

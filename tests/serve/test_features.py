@@ -1,0 +1,108 @@
+"""The server's own features end to end: dynamic batching under concurrent clients, Prometheus
+metrics, the bearer token, request ids (real uvicorn on the loopback, plain HTTP)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deploykit as dk
+from deploykit.demo import MODEL_PATH, load_test_data
+
+pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-client) is not installed")
+
+from deploykit.serve import Server
+
+
+def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+         ) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def infer_body(images: np.ndarray) -> bytes:
+    return json.dumps({"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
+                                   "data": images.ravel().tolist()}]}).encode()
+
+
+@pytest.fixture
+def batched_repo(tmp_path: Path) -> Path:
+    folder = tmp_path / "digits" / "1"
+    folder.mkdir(parents=True)
+    shutil.copy(MODEL_PATH, folder / "model.onnx")
+    (tmp_path / "digits" / "config.json").write_text(json.dumps(
+        {"batching": {"max_batch_size": 32, "max_queue_delay_ms": 2}}))
+    return tmp_path
+
+
+def test_batched_model_answers_each_client_exactly_and_metrics_count(batched_repo: Path) -> None:
+    images, _ = load_test_data()
+    want = dk.load(MODEL_PATH, backend="onnxruntime").run({"images": images})["label"]
+    problems: list[str] = []
+    with Server(batched_repo, port=0) as server:
+        url = f"{server.url}/v2/models/digits/infer"
+
+        def client(k: int) -> None:
+            for i in range(k, len(images), 32):  # 32 clients, each its own digits
+                status, _, raw = call(url, infer_body(images[i:i + 1]), {"Content-Type": "application/json"})
+                out = {o["name"]: o for o in json.loads(raw)["outputs"]} if status == 200 else {}
+                if status != 200 or out["label"]["data"] != [int(want[i])]:
+                    problems.append(f"digit {i}: {status} {raw[:200]!r}")
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        status, headers, text = call(f"{server.url}/metrics")
+    assert not problems, problems[:3]
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    metrics = text.decode()
+    ok = [line for line in metrics.splitlines() if line.startswith("deploykit_requests_total") and
+          'outcome="ok"' in line and 'model="digits"' in line]
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) == len(images), ok
+    count = [line for line in metrics.splitlines() if line.startswith("deploykit_batch_size_count")]
+    batches = float(count[0].rsplit(" ", 1)[1])
+    assert 0 < batches <= len(images)  # each request ran in some batch (fewer when they merged)
+    assert "deploykit_request_queue_seconds_bucket" in metrics
+    assert "deploykit_model_load_seconds" in metrics
+
+
+def test_bearer_token_and_request_ids(tmp_path: Path) -> None:
+    images, _ = load_test_data()
+    body = infer_body(images[:1])
+    json_type = {"Content-Type": "application/json"}
+    with Server(MODEL_PATH, port=0, token="s3cret-token") as server:
+        url = f"{server.url}/v2/models/digits/infer"
+        status, headers, raw = call(url, body, json_type)
+        assert status == 401 and headers.get("www-authenticate", "").startswith("Bearer")
+        assert "error" in json.loads(raw)
+        assert call(url, body, {**json_type, "Authorization": "Bearer wrong"})[0] == 403
+        status, headers, _ = call(url, body, {**json_type, "Authorization": "Bearer s3cret-token",
+                                              "X-Request-ID": "req-42"})
+        assert status == 200 and headers["x-request-id"] == "req-42"
+        assert call(f"{server.url}/v2/health/ready")[0] == 200  # orchestrators need no token
+        assert call(f"{server.url}/metrics")[0] == 401
+    with Server(MODEL_PATH, port=0, token="s3cret-token", public_metrics=True) as server:
+        assert call(f"{server.url}/metrics")[0] == 200
+
+
+def test_access_log_names_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    images, _ = load_test_data()
+    with caplog.at_level("INFO", logger="deploykit.serve.access"), Server(MODEL_PATH, port=0) as server:
+        call(f"{server.url}/v2/models/digits/infer", infer_body(images[:1]),
+             {"Content-Type": "application/json", "X-Request-ID": "abc-1"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "deploykit.serve.access"]
+    assert any("/v2/models/digits/infer 200" in line and "id=abc-1" in line for line in lines), lines
