@@ -118,6 +118,7 @@ class DataPlane:
         self._failed: dict[str, str] = {}
         self.draining = False
         self._unloaded: set[str] = set()
+        self._reconciling: asyncio.Lock | None = None  # made on the loop that first reconciles
         #: (model, version, seconds, ok) per load, for whoever keeps metrics
         self.loads: list[tuple[str, int, float, bool]] = []
         #: inferences started and finished (with a result or an error): equal once drained
@@ -200,6 +201,13 @@ class DataPlane:
         await self._reconcile(self.repository, {name})
 
     async def _reconcile(self, fresh: Repository, names: set[str]) -> None:
+        """One reconciliation at a time (the watcher and the repository API may both ask)."""
+        if self._reconciling is None:
+            self._reconciling = asyncio.Lock()
+        async with self._reconciling:
+            await self._reconcile_now(fresh, names)
+
+    async def _reconcile_now(self, fresh: Repository, names: set[str]) -> None:
         loop = asyncio.get_running_loop()
         retired: list[ServedVersion] = []
         for name in names:
