@@ -526,8 +526,26 @@ def main() -> int:
         for s in started:
             s.stop()
     report(cases, results, startup, idle_after, started, args)
+    for model, path in models.items():
+        rate = in_process(path, "images" if model == "digits" else "x", inputs[model], threads)
+        print(f"in-process onnxruntime, {model}, batch 1, {threads} threads, no HTTP: {rate:,.0f}/s")
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def in_process(path: Path, name: str, x: np.ndarray, threads: int, seconds: float = 3.0) -> float:
+    """The ceiling: onnxruntime calls per second at batch 1 in this process, no HTTP."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    session.run(None, {name: x})
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        session.run(None, {name: x})
+        n += 1
+    return n / (time.perf_counter() - t0)
 
 
 def med(rows: list[dict[str, float]], key: str) -> float:
