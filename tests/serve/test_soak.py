@@ -52,9 +52,9 @@ def server() -> Iterator[Server]:
 @pytest.mark.slow
 def test_soak(server: Server) -> None:
     """100,000 requests from 4 threads, each answer checked. On the 2-core development machine (server
-    and clients share this process and its GIL; the machine shared with other work): 168 s, ~595
-    requests/s (a 12,000-request run on a quieter machine: ~890/s, so ~115 s); RSS after the first
-    10,000: 108.4 MB, at the end: 108.5 MB (+0.09%). Marked slow (over a minute); make test runs it."""
+    and clients share this process and its GIL; the machine busy with other work, load ~3.8), with
+    uvicorn on httptools + uvloop: 122.5 s, ~816 requests/s; RSS after the first 10,000: 110.5 MB, at
+    the end: 110.5 MB (-0.02%). Marked slow (over a minute); make test still runs it."""
     images, _ = load_test_data()
     images = images[:64]
     want = dk.load(MODEL_PATH, backend="onnxruntime").run({"images": images})
