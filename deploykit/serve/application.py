@@ -76,10 +76,21 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     routes.append(metrics.asgi_route())
     public = [*HEALTH_PATHS, "/metrics"] if public_metrics else list(HEALTH_PATHS)
     access = Middleware(AccessMiddleware, token=token, json_logs=json_logs, public_paths=public)
-    application = Starlette(routes=routes, lifespan=lifespan, middleware=[access])
+    application = Starlette(routes=routes, lifespan=lifespan, middleware=[access],
+                            exception_handlers={404: _off_route, 405: _off_route})
     application.state.plane = plane
     application.state.metrics = metrics
     return application
+
+
+async def _off_route(request: Any, exc: Any) -> Any:
+    """A path no route serves, or a method it does not take: the protocols' ``{"error": ...}`` body."""
+    from starlette.responses import JSONResponse
+
+    allowed = getattr(exc, "headers", None)
+    message = f"{request.method} {request.url.path}: " + (
+        "no such endpoint" if exc.status_code == 404 else "method not allowed here")
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=allowed)
 
 
 async def _watch(plane: Any, interval: float) -> None:

@@ -18,7 +18,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, gzip/deflate decompressed, refused past ``limit`` bytes either way (a
     declared Content-Length over it is refused before reading; a zip bomb stops at the limit)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -39,6 +39,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BadBody(f"the {encoding} request body does not decompress: {e}") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise RequestTooLarge(f"request body over the limit of {limit} bytes once decompressed")
+    if not inflater.eof:  # a stream cut short: its end (and gzip's CRC) never came
+        raise BadBody(f"the {encoding} request body is truncated (the stream does not end)")
     return out
 
 

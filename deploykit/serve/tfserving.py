@@ -113,7 +113,7 @@ def _target(plane: DataPlane, request: Request) -> tuple[str, int | None]:
 
 def _version_number(name: str, version: str | int) -> int:
     text = str(version)
-    if not text.isdigit() or not 0 < int(text) < 10**18:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 10**18:
         raise UnknownModel(f"model {name!r}: a version is a positive integer, got {text!r}")
     return int(text)
 

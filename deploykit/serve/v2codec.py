@@ -116,7 +116,7 @@ def parse_header_length(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise BadRequest(f"header {HEADER_LENGTH}: got {value[:40]!r}, expected a non-negative integer "
                          "(the byte length of the JSON part of the body)")
     return int(text)

@@ -31,7 +31,6 @@ import json
 import random
 import shutil
 import socket
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -713,7 +712,7 @@ class Mutator:
             )
         if choice == 2:
             packed = bytearray(gzip.compress(body))
-            del packed[self.rng.randrange(10, len(packed) - 16) :]  # into the deflate data (see xfail below)
+            del packed[self.rng.randrange(10, len(packed) - 16) :]  # into the deflate data
             return "truncated gzip", ("POST", V2, {"Content-Encoding": "gzip"}, bytes(packed))
         if choice == 3:
             return "plain body said gzip/deflate", (
@@ -943,12 +942,6 @@ def test_a_valid_body_is_read_whatever_its_content_type(
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug (reported to the lead): str.isdigit() accepts '\u00b2' "
-    "(superscript two), int() does not: ValueError -> 500 'Internal Server Error' (plain text) "
-    "and the connection is closed, in v2codec.parse_header_length and tfserving._version_number",
-)
 @pytest.mark.parametrize(
     ("method", "path", "headers"),
     [
@@ -967,20 +960,9 @@ def test_unicode_digits_are_a_4xx(
         status, answer, _ = client.send(method, path, headers, body if method == "POST" else b"")
     finally:
         client.close()
-    # while the bug lasts, uvicorn logs the 500's traceback in its thread after answering; CPython
-    # 3.11 < 3.11.8 shares the ast module's recursion counter between threads (gh-106905), so pytest
-    # formatting this failure at the same moment can die with "AST constructor recursion depth
-    # mismatch": let the server finish first
-    time.sleep(0.3)
     assert 400 <= status < 500 and set(json.loads(answer)) == {"error"}, (status, answer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug (reported to the lead): bodies.read_body does not check "
-    "that the gzip stream ended (inflater.eof), so a gzip body without its 8-byte trailer "
-    "(CRC-32 and length, never verified) is answered 200",
-)
 def test_a_gzip_body_without_its_trailer_is_a_400(
     server: Server, reference: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -995,12 +977,6 @@ def test_a_gzip_body_without_its_trailer_is_a_400(
     assert status == 400, answer[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server gap (reported to the lead): requests outside the routes "
-    "(an unknown path under /v2, or a method a v2/v1 endpoint does not take) get Starlette's "
-    "plain-text 404/405 ('Not Found', 'Method Not Allowed'), not the protocol's {\"error\": ...}",
-)
 def test_off_route_requests_get_the_protocol_error_body(server: Server) -> None:
     client = Client(server.port)
     for method, path in [
