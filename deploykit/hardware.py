@@ -351,11 +351,10 @@ def __getattr__(name: str) -> Any:
 
 
 def _probe_preprocess() -> PreprocessCore:
-    try:
-        from .preprocess import _core
-    except ImportError as e:
-        return PreprocessCore(False, None, str(e))
-    return PreprocessCore(True, str(getattr(_core, "SIMD", "unknown")))
+    from .preprocess import native  # the core is imported here only, when the probe runs
+
+    loaded, simd, error = native.status()
+    return PreprocessCore(loaded, simd, error)
 
 
 __all__ = [

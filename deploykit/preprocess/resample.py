@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import PreprocessError
-from . import checks
+from . import checks, native
 
 DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
 LAYOUTS = ("NCHW", "NHWC")
@@ -97,12 +97,7 @@ def _core_resample() -> Callable[..., None]:
     """The C core's entry point, imported once."""
     global _resample
     if _resample is None:
-        try:
-            from . import _core
-        except ImportError as e:  # pragma: no cover - the build always compiles it
-            raise PreprocessError(f"the C preprocessing core is not built ({e}); reinstall deploykit "
-                                  "from source with a C compiler") from e
-        _resample = _core.resample
+        _resample = native.resample_entry()
     return _resample
 
 
