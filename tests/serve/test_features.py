@@ -4,10 +4,7 @@ metrics, the bearer token, request ids (real uvicorn on the loopback, plain HTTP
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +17,7 @@ pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is
 pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-client) is not installed")
 
 from deploykit.serve import Server
-
-
-def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-         ) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+from tests._support.serving import call, digits_repository
 
 
 def infer_body(images: np.ndarray) -> bytes:
@@ -39,12 +27,8 @@ def infer_body(images: np.ndarray) -> bytes:
 
 @pytest.fixture
 def batched_repo(tmp_path: Path) -> Path:
-    folder = tmp_path / "digits" / "1"
-    folder.mkdir(parents=True)
-    shutil.copy(MODEL_PATH, folder / "model.onnx")
-    (tmp_path / "digits" / "config.json").write_text(json.dumps(
-        {"batching": {"max_batch_size": 32, "max_queue_delay_ms": 2}}))
-    return tmp_path
+    return digits_repository(tmp_path, versions=(1,),
+                             config={"batching": {"max_batch_size": 32, "max_queue_delay_ms": 2}})
 
 
 def test_batched_model_answers_each_client_exactly_and_metrics_count(batched_repo: Path) -> None:

@@ -29,7 +29,6 @@ import gzip
 import http.client
 import json
 import random
-import shutil
 import socket
 import zlib
 from collections import Counter
@@ -47,6 +46,7 @@ pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
 
 from deploykit.serve import Server
+from tests._support.serving import digits_repository, rss
 
 MAX_BODY = 8192
 MAX_ELEMENTS = 4096
@@ -104,27 +104,13 @@ class Client:
             self.conn = None
 
 
-def rss() -> int:
-    """This process's resident memory in bytes (the server runs in it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
 # ----------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hostile")
-    for version in (1, 2):
-        folder = root / "digits" / str(version)
-        folder.mkdir(parents=True)
-        shutil.copy(MODEL_PATH, folder / "model.onnx")
-    config = {"version_policy": {"all": True}, "labels": {"stable": 1}}
-    (root / "digits" / "config.json").write_text(json.dumps(config))
-    return root
+    return digits_repository(tmp_path_factory.mktemp("hostile"),
+                             config={"version_policy": {"all": True}, "labels": {"stable": 1}})
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,17 +22,7 @@ pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
 
 from deploykit.serve import Server
-
-
-def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-         method: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of one request; an HTTP error status is a result, not an exception."""
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+from tests._support.serving import call, digits_repository
 
 
 def post_json(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -47,13 +34,7 @@ def post_json(url: str, payload: Any, headers: dict[str, str] | None = None) -> 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """repo/digits/1 and repo/digits/2 (the same bundled model twice), with all versions served."""
-    root = tmp_path_factory.mktemp("repo")
-    for version in (1, 2):
-        folder = root / "digits" / str(version)
-        folder.mkdir(parents=True)
-        shutil.copy(MODEL_PATH, folder / "model.onnx")
-    (root / "digits" / "config.json").write_text(json.dumps({"version_policy": {"all": True}}))
-    return root
+    return digits_repository(tmp_path_factory.mktemp("repo"), config={"version_policy": {"all": True}})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,6 +25,7 @@ pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
 
 from deploykit.serve import Server
+from tests._support.serving import rss
 
 TOTAL = 100_000
 WARMUP = 10_000
@@ -33,14 +33,6 @@ CLIENTS = 4
 #: Allowed growth of resident memory after warm-up (the issue's target).
 GROWTH = 0.05
 PATH = "/v2/models/digits/infer"
-
-
-def rss() -> int:
-    """This process's resident memory in bytes (the server runs in it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @pytest.fixture(scope="module")
