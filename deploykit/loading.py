@@ -11,12 +11,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from .arguments import check_threads
+from .arguments import check_bool, check_threads
 from .artifacts import Artifacts, is_several, open_artifacts
 from .engine import Engine
 from .errors import DeployKitWarning, InputMismatch, InvalidArgument, warn
 from .model import ModelLike, open_model
-from .opening import check_strict, follow, no_candidate, open_engine
+from .opening import check_strict, follow, no_candidate
 from .plan import Plan
 from .selection import ENV_BACKEND, check_backend_name, make_plan, with_operator_override
 from .tuning import tune_for_load
@@ -32,6 +32,7 @@ def load(
     check: bool | str = True,
     strict: bool = False,
     tune: bool | Mapping[str, Any] = False,
+    shared_cpus: bool = False,
     **options: Any,
 ) -> Engine:
     """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
@@ -48,7 +49,9 @@ def load(
     (measured faster on a busy machine; ``docs/reference-backend.md``). ``check`` runs the ONNX
     checker and logs its findings (``"strict"``: refuse the model; ``False``: skip it). Other
     keyword options go to the backend (e.g. ``providers=[...]`` for onnxruntime; each backend lists
-    its own in ``docs/backends.md``).
+    its own in ``docs/backends.md``). ``shared_cpus=True``: this process runs other work on the same
+    CPUs (an event loop, a web service): runtimes that spin-wait between runs to save microseconds
+    (onnxruntime) do not — ``deploykit serve`` loads its models so.
 
     ``tune=True`` (or a dict of :func:`deploykit.tune` settings) with ``"auto"`` orders the
     candidates by measurement instead: each viable one is timed and checked against the reference,
@@ -62,23 +65,25 @@ def load(
     backend = check_backend_name(backend)
     strict = check_strict(strict, options)
     tune = _check_tune(tune)
+    check_bool(shared_cpus, "shared_cpus")
     if is_several(model):
-        return _load_several(model, backend, threads, check, strict, tune, options)
+        return _load_several(model, backend, threads, check, strict, tune, options, shared_cpus)
     source = open_model(cast(ModelLike, model), check=check)
     plan = with_operator_override(backend, lambda requested, decided_by: make_plan(
         source, backend=requested, options=options, strict=strict, decided_by=decided_by))
     named = plan.requested != "auto"
     if not plan.candidates:
         no_candidate(source.label, source.format, plan, options)
-    plan, first = _tuned(Artifacts([source], [source.label]), plan, tune, threads, options, named)
-    return follow(plan, source.label, lambda c: open_engine(c, source, threads, options,
-                                                            strict=strict), first)
+    arts = Artifacts([source], [source.label], shared_cpus=shared_cpus)
+    plan, first = _tuned(arts, plan, tune, threads, options, named)
+    return follow(plan, source.label, lambda c: arts.open(c, threads, options, strict=strict), first)
 
 
 def _load_several(model: Any, backend: str, threads: int | None, check: bool | str, strict: bool,
-                  tune: bool | Mapping[str, Any], options: dict[str, Any]) -> Engine:
+                  tune: bool | Mapping[str, Any], options: dict[str, Any], shared_cpus: bool) -> Engine:
     """``load`` for several artifacts of one model (see ``deploykit.artifacts``)."""
     arts = open_artifacts(model, check=check, options=options)
+    arts.shared_cpus = shared_cpus
     plan = with_operator_override(backend, lambda requested, decided_by: arts.plan(
         backend=requested, options=options, strict=strict, decided_by=decided_by))
     named = plan.requested != "auto"

@@ -72,7 +72,8 @@ class OnnxRuntimeBackend(Backend):
     distributions_conflict = True  # every build installs the `onnxruntime` package
     companion_distributions: ClassVar[dict[str, tuple[str, ...]]] = {"tensorrt": TENSORRT_DISTRIBUTIONS}
     priority = 40
-    option_names = ("providers", "allow_fallback", "graph_optimization_level", "session_options")
+    option_names = ("providers", "allow_fallback", "graph_optimization_level", "session_options",
+                    "allow_spinning")
 
     @classmethod
     def runtime_version(cls) -> str:
@@ -87,11 +88,14 @@ class OnnxRuntimeBackend(Backend):
         allow_fallback: bool | None = None,
         graph_optimization_level: str | int | None = None,
         session_options: Any = None,
+        allow_spinning: bool | None = None,
     ) -> None:
         ort = _ort()
         self._version = ort.__version__
         self.inputs, self.outputs = onnx_io_specs(source.proto)
         so = self._session_options(ort, session_options, graph_optimization_level)
+        if allow_spinning is not None:
+            _allow_spinning(so, check_bool(allow_spinning, "allow_spinning"))
         self.threads = _set_threads(so, threads)
         explicit = providers is not None
         wanted, requested, usable, allow_fallback = self._providers(ort, providers, allow_fallback)
@@ -105,6 +109,8 @@ class OnnxRuntimeBackend(Backend):
             ) from e
 
         self.providers: list[str] = list(self._session.get_providers())
+        #: whether the intra-op pool spin-waits between runs (ORT's default: yes)
+        self.spinning = _spinning_allowed(self._session.get_session_options())
         dropped = [p for p in requested if p not in self.providers]
         if dropped:
             why = f"requested providers {dropped} are not active (active: {self.providers})"
@@ -151,9 +157,13 @@ class OnnxRuntimeBackend(Backend):
             # ORT logs to stderr on its own; its errors reach the user as exceptions anyway
             so.log_severity_level = 4
             for key, value in dict(given or {}).items():
+                if isinstance(key, str) and "." in key:  # a session config entry, as ORT names them
+                    _config_entry(so, key, value)
+                    continue
                 if not isinstance(key, str) or not hasattr(so, key):
                     raise InvalidArgument(f"session_options: onnxruntime.SessionOptions has no attribute "
-                                          f"{key!r}")
+                                          f"{key!r} (session config entries are dotted keys, e.g. "
+                                          f"'session.intra_op.allow_spinning')")
                 try:
                     setattr(so, key, value)
                 except TypeError as e:
@@ -211,6 +221,7 @@ class OnnxRuntimeBackend(Backend):
             "version": self._version,
             "providers": list(self.providers),
             "threads": self.threads,
+            "spinning": self.spinning,
         }
 
     def close(self) -> None:
@@ -276,6 +287,48 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def strict_options(cls) -> dict[str, Any]:
         return {"allow_fallback": False}
+
+    @classmethod
+    def shared_cpu_options(cls) -> dict[str, Any]:
+        # an idle intra-op pool spins for a while after each run: ~0.3 ms of CPU per digits request
+        # taken from a server's event loop on 2 cores (docs/serving.md)
+        return {"allow_spinning": False}
+
+
+#: The session config entries that let ORT's thread pools spin-wait between parallel sections.
+SPINNING_ENTRIES = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def _spinning_allowed(so: Any) -> bool:
+    try:
+        return bool(so.get_session_config_entry(SPINNING_ENTRIES[0]) != "0")
+    except Exception:  # not set: ORT's default spins
+        return True
+
+
+def _allow_spinning(so: Any, allow: bool) -> None:
+    """Set both pools' spinning, except where the caller's session options already say."""
+    for key in SPINNING_ENTRIES:
+        try:
+            so.get_session_config_entry(key)
+        except Exception:  # not set: ORT raises for an absent key
+            _config_entry(so, key, allow)
+
+
+def _config_entry(so: Any, key: str, value: Any) -> None:
+    """``SessionOptions.add_session_config_entry(key, value)``: booleans as ``"1"``/``"0"``, numbers and
+    strings as text, as ORT's documented entries (``session.intra_op.allow_spinning``...) take them."""
+    if isinstance(value, bool):
+        text = "1" if value else "0"
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        raise InvalidArgument(f"session_options[{key!r}]: a session config entry is a string, number or "
+                              f"bool, got {type(value).__name__}")
+    try:
+        so.add_session_config_entry(key, text)
+    except Exception as e:  # ORT's own (Fail / RuntimeError) for an entry it refuses
+        raise InvalidArgument(f"session_options[{key!r}]: {first_line(e)}") from e
 
 
 def _set_threads(so: Any, threads: int | None) -> int:

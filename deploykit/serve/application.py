@@ -24,7 +24,7 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
         max_elements: int = MAX_ELEMENTS, max_queue: int | None = None, repository_api: bool = False,
         watch_interval: float | None = None, token: str | None = None, json_logs: bool = False,
         public_metrics: bool = False) -> Any:
-    """A Starlette app speaking KServe v2 REST and TF Serving REST over ``repository``
+    """An ASGI app speaking KServe v2 REST and TF Serving REST over ``repository``
     (``repo/<model>/<version>/...``, or one model file). Models load and warm up at startup, before
     ``/v2/health/ready`` says so.
     ``max_queue``: requests a model version holds at once (default 64 per instance; then 503).
@@ -34,12 +34,13 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     ``/metrics`` too unless ``public_metrics``). ``json_logs``: the access log as JSON lines.
     Prometheus metrics at ``/metrics``."""
     try:
-        from starlette.applications import Starlette
+        import prometheus_client  # noqa: F401  (the serve extra's; uvicorn is needed only to listen)
     except ImportError as e:
         raise BackendUnavailable(f"serving needs the serve extra: pip install 'deploykit[serve]' "
                                  f"({e})") from e
 
     from . import kserve, tfserving
+    from .asgi import App, Response, Route, in_thread
     from .dataplane import DataPlane
 
     check_number(max_body_bytes, "max_body_bytes", minimum=1, integer=True)
@@ -51,16 +52,14 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     for flag, value in (("json_logs", json_logs), ("public_metrics", public_metrics)):
         if not isinstance(value, bool):
             raise InvalidArgument(f"{flag} must be True or False, got {value!r}")
-    from starlette.middleware import Middleware
-
-    from .metrics import Metrics
+    from .metrics import CONTENT_TYPE, Metrics
     from .middleware import HEALTH_PATHS, AccessMiddleware
 
     metrics = Metrics()
     plane = DataPlane(repository, max_queue=max_queue, metrics=metrics)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: App) -> AsyncIterator[None]:
         plane.load_all()
         watcher = asyncio.create_task(_watch(plane, watch_interval)) if watch_interval else None
         try:
@@ -73,24 +72,27 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     routes = kserve.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements,
                            repository_api=repository_api)
     routes += tfserving.routes(plane, max_body_bytes=max_body_bytes, max_elements=max_elements)
-    routes.append(metrics.asgi_route())
+
+    async def exposition(request: Any) -> Response:  # built in a thread: a big scrape takes ms
+        return Response(await in_thread(metrics.exposition), 200, CONTENT_TYPE)
+
+    routes.append(Route("/metrics", exposition, ["GET"]))
     public = [*HEALTH_PATHS, "/metrics"] if public_metrics else list(HEALTH_PATHS)
-    access = Middleware(AccessMiddleware, token=token, json_logs=json_logs, public_paths=public)
-    application = Starlette(routes=routes, lifespan=lifespan, middleware=[access],
-                            exception_handlers={404: _off_route, 405: _off_route})
+    access = {"token": token, "json_logs": json_logs, "public_paths": public}
+    application = App(routes, _off_route, lifespan=lifespan, middleware=[(AccessMiddleware, access)])
     application.state.plane = plane
     application.state.metrics = metrics
     return application
 
 
-async def _off_route(request: Any, exc: Any) -> Any:
-    """A path no route serves, or a method it does not take: the protocols' ``{"error": ...}`` body."""
-    from starlette.responses import JSONResponse
+def _off_route(request: Any, status: int, allowed: list[str]) -> Any:
+    """A path no route serves, or a method it does not take: the protocols' ``{"error": ...}`` body
+    (405 with ``Allow``)."""
+    from .asgi import json_response
 
-    allowed = getattr(exc, "headers", None)
-    message = f"{request.method} {request.url.path}: " + (
-        "no such endpoint" if exc.status_code == 404 else "method not allowed here")
-    return JSONResponse({"error": message}, status_code=exc.status_code, headers=allowed)
+    message = f"{request.method} {request.path}: " + (
+        "no such endpoint" if status == 404 else "method not allowed here")
+    return json_response({"error": message}, status, {"Allow": ", ".join(allowed)} if allowed else None)
 
 
 async def _watch(plane: Any, interval: float) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.requests import Request
-
 from ..errors import InvalidArgument
+from .asgi import Request
 from .status import RequestTooLarge
 
 

@@ -142,7 +142,8 @@ class DataPlane:
         engines: list[Engine] = []
         try:
             for _ in range(instances):
-                engines.append(load(model, config.backend, threads=threads, **dict(config.options)))
+                engines.append(load(model, config.backend, threads=threads, shared_cpus=True,
+                                    **dict(config.options)))
                 _warm_up(engines[-1], entry.name, version)
         except DeployKitError as e:
             for engine in engines:

@@ -4,17 +4,14 @@ and the status table's code, and each inference request counted in the metrics."
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-
-from starlette.requests import Request
-from starlette.responses import Response
+from collections.abc import Callable
 
 from ..errors import DeployKitError
+from .asgi import Handler, Request, Response
 from .dataplane import DataPlane, Inference
 from .metrics import outcome_of
 from .status import http_status, retry_after
 
-Handler = Callable[[Request], Awaitable[Response]]
 #: ``error(status, message, retry_after)``: the protocol's error response.
 ErrorResponse = Callable[[int, str, "str | None"], Response]
 #: The model label of requests for a model the server does not serve (client text never becomes one).
@@ -41,13 +38,13 @@ def guard(handler: Handler, plane: DataPlane, error: ErrorResponse, protocol: st
 
 def remember(request: Request, done: Inference) -> None:
     """Keep an inference's figures on the request for the metrics."""
-    request.state.inference = done
+    request.scope["deploykit.inference"] = done
 
 
 def _observe(plane: DataPlane, request: Request, protocol: str, status: int, total_s: float) -> None:
     assert plane.metrics is not None
     name = request.path_params.get("name", "")
-    done: Inference | None = getattr(request.state, "inference", None)
+    done: Inference | None = request.scope.get("deploykit.inference")
     model = name if name in plane.repository.models else UNKNOWN_MODEL
     version = str(done.served.version) if done is not None else ""
     plane.metrics.observe_request(model, version, protocol, outcome_of(status), total_s,

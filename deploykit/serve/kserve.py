@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from ..spec import TensorSpec
 from ..version import __version__
 from . import v2codec
+from .asgi import Request, Response, Route, json_response
 from .bodies import read_body
 from .dataplane import DataPlane
 from .handlers import Handler, guard, remember
@@ -37,19 +34,19 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         return guard(handler, plane, error, "kserve", counted)
 
     async def live(request: Request) -> Response:
-        return JSONResponse({"live": True})
+        return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        return JSONResponse({"ready": plane.ready}, status_code=200 if plane.ready else 503)
+        return json_response({"ready": plane.ready}, 200 if plane.ready else 503)
 
     async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": "deploykit", "version": __version__,
+        return json_response({"name": "deploykit", "version": __version__,
                              "extensions": ["binary_tensor_data", "model_configuration"]})
 
     async def model_metadata(request: Request) -> Response:
         name, version = _path(request)
         served = plane.get(name, version)
-        return JSONResponse({"name": name, "versions": [str(v) for v in plane.versions(name)],
+        return json_response({"name": name, "versions": [str(v) for v in plane.versions(name)],
                              "platform": served.engine.backend,
                              "inputs": [_tensor_metadata(s) for s in served.engine.inputs],
                              "outputs": [_tensor_metadata(s) for s in served.engine.outputs]})
@@ -57,12 +54,12 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
     async def model_ready(request: Request) -> Response:
         name, version = _path(request)
         plane.get(name, version)  # 404 / 503 when not
-        return JSONResponse({"name": name, "ready": True})
+        return json_response({"name": name, "ready": True})
 
     async def model_config(request: Request) -> Response:
         name, version = _path(request)
         served = plane.get(name, version)
-        return JSONResponse({"name": name, "platform": served.engine.backend, "max_batch_size": 0,
+        return json_response({"name": name, "platform": served.engine.backend, "max_batch_size": 0,
                              "input": [_config_tensor(s) for s in served.engine.inputs],
                              "output": [_config_tensor(s) for s in served.engine.outputs]})
 
@@ -75,18 +72,17 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         remember(request, done)
         data, json_size = v2codec.encode_response(done.served.name, str(done.served.version), parsed.id,
                                                   done.outputs, parsed.binary_outputs)
-        headers = {}
-        if json_size is not None:
-            headers["Inference-Header-Content-Length"] = str(json_size)
-        media = "application/octet-stream" if json_size is not None else "application/json"
-        return Response(data, media_type=media, headers=headers)
+        if json_size is None:
+            return Response(data, 200, "application/json")
+        return Response(data, 200, "application/octet-stream",
+                        {"Inference-Header-Content-Length": str(json_size)})
 
     def repository(action: Callable[[Request], Awaitable[Any]]) -> Handler:
         async def handle(request: Request) -> Response:
             if not repository_api:
                 return error(403, "the model repository API is disabled; start the server with "
                                   "repository_api=True (deploykit serve --repository-api) to enable it")
-            return JSONResponse(await action(request))
+            return json_response(await action(request))
         return handle
 
     async def index(request: Request) -> Any:
@@ -101,6 +97,8 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         return {}
 
     table: list[tuple[str, Handler, list[str]]] = [
+        ("/v2/models/{name}/infer", infer, ["POST"]),
+        ("/v2/models/{name}/versions/{version}/infer", infer, ["POST"]),
         ("/v2/repository/index", repository(index), ["POST"]),
         ("/v2/repository/models/{name}/load", repository(load_model), ["POST"]),
         ("/v2/repository/models/{name}/unload", repository(unload_model), ["POST"]),
@@ -110,7 +108,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         table += [(prefix, model_metadata, ["GET"]), (prefix + "/ready", model_ready, ["GET"]),
-                  (prefix + "/config", model_config, ["GET"]), (prefix + "/infer", infer, ["POST"])]
+                  (prefix + "/config", model_config, ["GET"])]
     return [Route(path, guarded(handler, counted=handler is infer), methods=methods)
             for path, handler, methods in table]
 
@@ -118,8 +116,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
 def error(status: int, message: str, retry: str | None = None) -> Response:
     """The protocol's error body: ``{"error": message}`` (with Retry-After when the error says when)."""
     headers = {"Retry-After": retry} if retry is not None else None
-    return Response(v2codec.error_body(message), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(v2codec.error_body(message), status, "application/json", headers)
 
 
 def _path(request: Request) -> tuple[str, str | None]:

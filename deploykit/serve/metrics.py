@@ -9,6 +9,7 @@ about 1 µs a request, where prometheus_client's own Counter and Histograms cost
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
@@ -181,12 +182,6 @@ class Metrics:
         """A plain ASGI app answering every request with the exposition."""
         return MetricsApp(self)
 
-    def asgi_route(self, path: str = "/metrics") -> Any:
-        """A Starlette ``Route`` (GET) serving the exposition at ``path``."""
-        from starlette.routing import Route  # the serve extra; the data plane itself needs no HTTP
-
-        return Route(path, MetricsApp(self), methods=["GET"])
-
     # -- helpers ---------------------------------------------------------------------------------
     def _new_request_series(self, model: str, version: str | int, protocol: str) -> _RequestSeries:
         with self._lock:
@@ -268,14 +263,15 @@ class MetricsApp:
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        import anyio.to_thread  # installed with starlette (the serve extra)
-
-        body = await anyio.to_thread.run_sync(self.metrics.exposition)
+        body = await asyncio.get_running_loop().run_in_executor(None, self.metrics.exposition)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "MAX_LABEL_SETS", "OUTCOMES", "OVERFLOW", "Metrics",
-           "MetricsApp", "outcome_of"]
+#: The exposition's Content-Type.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+__all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "LATENCY_BUCKETS", "MAX_LABEL_SETS", "OUTCOMES", "OVERFLOW",
+           "Metrics", "MetricsApp", "outcome_of"]

@@ -18,14 +18,13 @@ import json
 from typing import Any
 
 import numpy as np
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from ..spec import TensorSpec
+from .asgi import Request, Response, Route, json_response
 from .bodies import read_body
 from .dataplane import DataPlane
 from .handlers import Handler, guard, remember
+from .jsonio import loads
 from .status import ModelNotReady, RequestTooLarge, UnknownModel
 from .v2codec import MAX_RANK, BadRequest
 
@@ -71,7 +70,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
         return _json({"predictions": _rows(outputs)} if row else {"outputs": _columns(outputs)})
 
     async def unsupported(request: Request) -> Response:
-        raise BadRequest(f"Malformed request: {request.method} {request.url.path}; this server answers "
+        raise BadRequest(f"Malformed request: {request.method} {request.path}; this server answers "
                          "GET /v1/models/<name>[/versions/<v>|/labels/<label>][/metadata] and POST "
                          "...:predict (not :classify nor :regress)")
 
@@ -87,15 +86,12 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
 
 def error(status: int, message: str, retry: str | None = None) -> Response:
     """TF Serving's error body: ``{"error": message}`` (with Retry-After when the error says when)."""
-    response = _json({"error": message}, status)
-    if retry is not None:
-        response.headers["Retry-After"] = retry
-    return response
+    return json_response({"error": message}, status, {"Retry-After": retry} if retry is not None else None)
 
 
-def _json(payload: Any, status: int = 200) -> Response:
+def _json(payload: Any) -> Response:
     # NaN and Infinity are written as tokens, as TF Serving does (its "JSON conformance" section)
-    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+    return json_response(payload)
 
 
 # ------------------------------------------------------------------------------------ path and status
@@ -163,7 +159,7 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
 def _parse(body: bytes) -> dict[str, Any]:
     """The predict request object: ``instances`` or ``inputs`` (not both), optional ``signature_name``."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"the request body is not valid JSON: {e}") from None
     if not isinstance(data, dict):

@@ -34,6 +34,8 @@ import numpy as np
 
 from deploykit.errors import DeployKitError, InvalidArgument
 
+from .jsonio import dumps, loads
+
 __all__ = [
     "DATATYPES",
     "HEADER_LENGTH",
@@ -108,7 +110,7 @@ class InferRequest:
 
 def error_body(message: str) -> bytes:
     """The protocol's error body, ``{"error": message}``, which tritonclient reads."""
-    return json.dumps({"error": message}).encode()
+    return dumps({"error": message})
 
 
 def parse_header_length(value: str | None) -> int | None:
@@ -155,7 +157,7 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryvi
 
 def _load_json(header: bytes) -> dict[str, Any]:
     try:
-        request = json.loads(header)
+        request = loads(header)
     except RecursionError:
         raise BadRequest("request: JSON nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, too many digits
@@ -337,8 +339,12 @@ def _from_json(data: object, datatype: str, count: int, where: str) -> np.ndarra
     if dtype.kind == "f":
         _expect(kinds <= {int, float}, kinds, where, datatype, "numbers (or NaN/Infinity)")
         return _floats(items, dtype, where, datatype)
-    _expect(kinds <= {int}, kinds, where, datatype, "integers")
     low, high = _INT_RANGE[datatype]
+    if float in kinds:  # an integer past 64 bits comes from the JSON reader as a float: say so
+        big = next((v for v in items if type(v) is float and v.is_integer() and not low <= v <= high), None)
+        if big is not None:
+            raise BadRequest(f"{where}: value {int(big)} does not fit {datatype} (from {low} to {high})")
+    _expect(kinds <= {int}, kinds, where, datatype, "integers")
     if items and (min(items) < low or max(items) > high):
         bad = next(v for v in items if not low <= v <= high)
         raise BadRequest(f"{where}: value {bad} does not fit {datatype} (from {low} to {high})")
@@ -417,7 +423,7 @@ def encode_response(model_name: str, model_version: str | None, request_id: str 
     if request_id:
         response["id"] = request_id
     response["outputs"] = tensors
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = dumps(response)
     if not chunks:
         return header, None
     return b"".join([header, *chunks]), len(header)
@@ -435,10 +441,10 @@ def _to_binary(array: np.ndarray, datatype: str) -> bytes:
     return b"".join(parts)
 
 
-def _to_json(array: np.ndarray, datatype: str, name: str) -> list[Any]:
+def _to_json(array: np.ndarray, datatype: str, name: str) -> np.ndarray | list[Any]:
+    if datatype != "BYTES":  # written by jsonio.dumps straight from the array
+        return np.ascontiguousarray(array).ravel()
     flat = array.ravel().tolist()
-    if datatype != "BYTES":
-        return flat
     try:
         return [item if isinstance(item, str) else item.decode() for item in flat]
     except (UnicodeDecodeError, AttributeError):

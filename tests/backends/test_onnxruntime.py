@@ -62,6 +62,32 @@ def test_session_options_pass_through() -> None:
         dk.load(models.dynamic_add(), backend="onnxruntime", session_options={"turbo": True})
 
 
+def _spinning(engine: dk.Engine) -> bool:
+    return bool(engine.info["spinning"])  # read back from the session ORT made
+
+
+def test_spinning_is_an_option_and_shared_cpus_turns_it_off() -> None:
+    """ORT's pools spin after each run unless told; a process sharing its CPUs (a server) says no."""
+    model = models.dynamic_add()
+    assert _spinning(dk.load(model, backend="onnxruntime"))  # ORT's default
+    assert not _spinning(dk.load(model, backend="onnxruntime", allow_spinning=False))
+    assert _spinning(dk.load(model, backend="onnxruntime", allow_spinning=True))
+    assert not _spinning(dk.load(model, shared_cpus=True))  # through "auto" too
+    # the caller's own word wins: an option, or the session config entry itself
+    assert _spinning(dk.load(model, backend="onnxruntime", shared_cpus=True, allow_spinning=True))
+    engine = dk.load(model, backend="onnxruntime", shared_cpus=True,
+                     session_options={"session.intra_op.allow_spinning": "1"})
+    assert _spinning(engine)
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(engine.run({"x": x, "y": x})["z"], 2 * x)
+    with pytest.raises(dk.InvalidArgument, match="allow_spinning must be True or False"):
+        dk.load(model, backend="onnxruntime", allow_spinning="no")
+    with pytest.raises(dk.InvalidArgument, match="shared_cpus must be True or False"):
+        dk.load(model, shared_cpus=1)
+    with pytest.raises(dk.InvalidArgument, match=r"session_options\['session.x.y'\]: a session config"):
+        dk.load(model, backend="onnxruntime", session_options={"session.x.y": [1]})
+
+
 def test_explicit_cpu_provider_is_reported() -> None:
     engine = dk.load(models.dynamic_add(), backend="onnxruntime",
                      providers=["CPUExecutionProvider"])

@@ -13,7 +13,7 @@ import pytest
 import deploykit as dk
 from deploykit.demo import MODEL_PATH, load_test_data
 
-pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-client) is not installed")
 
 from deploykit.serve import Server

@@ -18,21 +18,16 @@ from typing import Any
 import pytest
 
 pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-client) is not installed")
-pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 import prometheus_client
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from deploykit.errors import InvalidArgument
 from deploykit.serve import metrics as metrics_module
-from deploykit.serve.metrics import OUTCOMES, Metrics, outcome_of
+from deploykit.serve.asgi import App, Request, Response, Route, json_response
+from deploykit.serve.metrics import CONTENT_TYPE, OUTCOMES, Metrics, outcome_of
 from deploykit.serve.middleware import (
     AccessMiddleware,
     current_request_id,
@@ -91,31 +86,38 @@ class Running:
         self.socket.close()
 
 
-def make_app(metrics: Metrics, **middleware: Any) -> Starlette:
+def make_app(metrics: Metrics, **middleware: Any) -> App:
     """Health, a model-ish endpoint that records metrics, an echo of the request id, a failure."""
 
     async def live(request: Request) -> Response:
-        return JSONResponse({"live": True})
+        return json_response({"live": True})
 
     async def infer(request: Request) -> Response:
         start = time.perf_counter()
-        name, status = request.path_params["name"], int(request.query_params.get("status", "200"))
+        name, status = request.path_params["name"], int(request.path_params.get("status", "200"))
         with metrics.inflight(name):
             metrics.observe_batch(name, 1, 1)
         metrics.observe_request(name, 1, "kserve", outcome_of(status), time.perf_counter() - start,
                                 queue_s=0.00002, compute_s=0.0003)
-        return JSONResponse({"model": name}, status_code=status)
+        return json_response({"model": name}, status)
 
     async def echo(request: Request) -> Response:
-        return JSONResponse({"state": request.state.request_id, "context": current_request_id()})
+        return json_response({"state": request.state.request_id, "context": current_request_id()})
 
     async def boom(request: Request) -> Response:
         raise RuntimeError("a handler bug")
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.exposition(), 200, CONTENT_TYPE)
+
     routes = [Route("/v2/health/live", live), Route("/v2/health/ready", live),
-              Route("/v2/models/{name}/infer", infer), Route("/echo", echo), Route("/boom", boom),
-              metrics.asgi_route()]
-    return Starlette(routes=routes, middleware=[Middleware(AccessMiddleware, **middleware)])
+              Route("/v2/models/{name}/infer", infer), Route("/v2/models/{name}/infer/{status}", infer),
+              Route("/echo", echo), Route("/boom", boom), Route("/metrics", metrics_endpoint)]
+
+    def not_found(request: Request, status: int, allowed: list[str]) -> Response:
+        return json_response({"error": "no such endpoint"}, status)
+
+    return App(routes, not_found, middleware=[(AccessMiddleware, middleware)])
 
 
 @pytest.fixture
@@ -261,7 +263,7 @@ def test_metrics_route_after_requests(serve: Any) -> None:
     m = Metrics()
     server = serve(m)
     for status in (200, 200, 400, 503):
-        call(f"{server.url}/v2/models/digits/infer?status={status}")
+        call(f"{server.url}/v2/models/digits/infer/{status}")
     status, headers, body = call(f"{server.url}/metrics")
     assert status == 200 and headers["content-type"] == prometheus_client.CONTENT_TYPE_LATEST
     assert "x-request-id" in headers
@@ -298,13 +300,13 @@ def test_access_log_plain(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="deploykit.serve.access")
     server = serve()
     call(f"{server.url}/echo", {"X-Request-ID": "plain-1"})
-    call(f"{server.url}/v2/models/digits/infer?status=404")
+    call(f"{server.url}/v2/models/digits/infer/404")
     call(f"{server.url}/boom")
     records = access_records(caplog, 3)
     lines = [r.getMessage() for r in records]
     assert len(lines) == 3, lines
     assert lines[0].startswith("GET /echo 200 ") and " ms id=plain-1 client=127.0.0.1:" in lines[0]
-    assert lines[1].startswith("GET /v2/models/digits/infer 404 ")
+    assert lines[1].startswith("GET /v2/models/digits/infer/404 404 ")
     assert lines[2].startswith("GET /boom 500 ")  # a handler's exception is logged as the 500 it became
     assert all(r.levelno == logging.INFO for r in records)
 
@@ -362,13 +364,17 @@ def test_metrics_made_public(serve: Any) -> None:
     assert call(f"{server.url}/echo")[0] == 401
 
 
+def not_found_app(request: Request, status: int, allowed: list[str]) -> Response:
+    return Response(b"", status)
+
+
 def test_middleware_refuses_an_unusable_token_and_hides_it() -> None:
     with pytest.raises(InvalidArgument, match="non-empty"):
-        AccessMiddleware(Starlette(), token="")
+        AccessMiddleware(App([], not_found_app), token="")
     with pytest.raises(InvalidArgument, match="without spaces") as raised:
-        AccessMiddleware(Starlette(), token="two words")
+        AccessMiddleware(App([], not_found_app), token="two words")
     assert "two words" not in str(raised.value)
-    assert TOKEN not in repr(AccessMiddleware(Starlette(), token=TOKEN))
+    assert TOKEN not in repr(AccessMiddleware(App([], not_found_app), token=TOKEN))
 
 
 def test_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

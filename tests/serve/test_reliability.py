@@ -18,8 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 from deploykit.serve import Server
 

@@ -18,8 +18,7 @@ import pytest
 import deploykit as dk
 from deploykit.demo import MODEL_PATH, load_test_data
 
-pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
-pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 from deploykit.serve import Server
 from tests._support.serving import call, digits_repository
