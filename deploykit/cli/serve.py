@@ -55,8 +55,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _log_to_stderr(json_logs: bool) -> None:
-    """The server's logs (access log included, at INFO) on stderr, as a server in a container does."""
-    handler = logging.StreamHandler()
+    """The server's logs (access log included, at INFO) on stderr, as a server in a container does;
+    written in batches (at most 0.2 s late; warnings and errors at once): see serve.logbuffer."""
+    from ..serve.logbuffer import BufferedStreamHandler
+
+    # this process is the server: its records need no thread or process names (~5 µs a record)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = BufferedStreamHandler()
     layout = "%(message)s" if json_logs else "%(asctime)s %(name)s %(message)s"
     handler.setFormatter(logging.Formatter(layout))
     logger = logging.getLogger("deploykit.serve")

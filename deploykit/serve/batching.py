@@ -219,8 +219,11 @@ class Batcher:
             if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != rank:
                 return None, 1
             shape = a.shape
-            if any(shape[i] != d for i, d in fixed) or (rows >= 0 and shape[0] != rows):
+            if rows >= 0 and shape[0] != rows:
                 return None, 1
+            for i, d in fixed:
+                if shape[i] != d:
+                    return None, 1
             rows = shape[0]
             shapes.append(shape[1:])
         if rows < 1 or rows > self._max_rows:

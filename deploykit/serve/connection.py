@@ -48,6 +48,7 @@ KEEP_ALIVE_S = 5.0
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_STATUS_LINES = {code: b"HTTP/1.1 %d %b\r\n" % (code, reason) for code, reason in _REASONS.items()}
 
 
 @dataclass
@@ -63,6 +64,19 @@ class ServerState:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     server_address: tuple[str, int] | None = None
     _date: tuple[int, bytes] = (0, b"")
+
+    async def sweep_idle(self) -> None:
+        """Close connections silent for ``keep_alive_s`` while not computing an answer: idle between
+        requests, or stalled in a request's headers or body (checked every ``keep_alive_s / 4``
+        seconds: one task per server rather than a timer set and cancelled per request)."""
+        if self.keep_alive_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.05, self.keep_alive_s / 4))
+            cutoff = loop.time() - self.keep_alive_s
+            for conn in [c for c in self.connections if c.last_data < cutoff and c.stalled()]:
+                conn.close()
 
     def date_header(self) -> bytes:
         """``date: ...`` for this second (formatted once a second)."""
@@ -88,7 +102,8 @@ class Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._reading_paused = False
         self._writable: asyncio.Event | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        #: loop time of the last bytes received (or of the last answer sent)
+        self.last_data = 0.0
         self.closing = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -101,12 +116,11 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         self.server.connections.add(self)
-        self._arm_idle()
+        self.last_data = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
-        self._cancel_idle()
         for cycle in (self.running, self.parsing, *self.waiting):
             if cycle is not None:
                 cycle.disconnect()
@@ -115,7 +129,7 @@ class Connection(asyncio.Protocol):
             self._writable.set()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle()
+        self.last_data = asyncio.get_running_loop().time()
         if self.parsing is None:  # still in a request's line and headers: bounded
             self.head_bytes += len(data)
         try:
@@ -209,7 +223,7 @@ class Connection(asyncio.Protocol):
             self._start(self.waiting.popleft())
         else:
             self.resume_reading()
-            self._arm_idle()
+            self.last_data = asyncio.get_running_loop().time()
 
     def refuse(self, status: int, message: str) -> None:
         """Answer a request the parser could not take (``{"error": ...}``), then close."""
@@ -232,9 +246,12 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closing = True
-        self._cancel_idle()
         if self.transport is not None:
             self.transport.close()
+
+    def stalled(self) -> bool:
+        """True unless the app is answering a request it has read whole (its time is its own)."""
+        return self.running is None or not self.running.body_complete
 
     def close_if_idle(self) -> bool:
         """Close unless a request is being answered (for a stopping server); True when closed."""
@@ -252,21 +269,6 @@ class Connection(asyncio.Protocol):
         if self._reading_paused and self.transport is not None and not self.closing:
             self._reading_paused = False
             self.transport.resume_reading()
-
-    def _arm_idle(self) -> None:
-        self._cancel_idle()
-        if self.server.keep_alive_s > 0:
-            self._idle = asyncio.get_running_loop().call_later(self.server.keep_alive_s, self._on_idle)
-
-    def _on_idle(self) -> None:
-        self._idle = None
-        if self.running is None:
-            self.close()
-
-    def _cancel_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
 
 
 class Cycle:
@@ -372,13 +374,12 @@ class Cycle:
 
 
 def _head(status: int, date: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    parts = [b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, b"")), date]
-    for name, value in headers:
-        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
-            raise RuntimeError(f"a response header with a line break: {name!r}")
-        parts += [name, b": ", value, b"\r\n"]
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, b""))
+    head = b"".join([line, date, *(b"%b: %b\r\n" % pair for pair in headers), b"\r\n"])
+    lines = len(headers) + 3  # status, date, headers, the blank line: one CR and one LF each
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:  # a CR or LF inside a header
+        raise RuntimeError(f"a response header holds a line break: {headers!r}"[:300])
+    return head
 
 
 __all__ = ["BODY_HIGH_WATER", "KEEP_ALIVE_S", "MAX_HEAD_BYTES", "Connection", "Cycle", "ServerState"]

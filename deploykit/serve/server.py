@@ -129,10 +129,12 @@ class Server:
         assert self._socket is not None
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: Connection(self._state), sock=self._socket, backlog=2048)
+        sweeper = loop.create_task(self._state.sweep_idle())
         self._started.set()
         try:
             await self._stop.wait()
         finally:
+            sweeper.cancel()
             server.close()
             await self._drained()
             await lifespan.shutdown()

@@ -380,6 +380,10 @@ def _floats(items: list[Any], dtype: np.dtype, where: str, datatype: str) -> np.
         raise BadRequest(f"{where}: a value does not fit {datatype}") from None
     if dtype == wide.dtype:
         return wide
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(dtype)
+    if np.isfinite(narrow).all():  # nothing overflowed (the usual case: one check)
+        return narrow
     largest = _FLOAT_MAX[datatype]
     past = np.abs(wide) > largest  # NaN compares False; infinities stay infinities
     if past.any() and np.isfinite(wide[past]).any():
