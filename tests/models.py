@@ -142,3 +142,10 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
 
     graph(out.graph)
     return out
+
+
+def image_identity(height: int | str = "H", width: int | str = "W") -> onnx.ModelProto:
+    """y = x on float32[N, 3, height, width]: what a preprocessing pipeline made, returned as is."""
+    return _model([helper.make_node("Identity", ["x"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["N", 3, height, width])],
+                  [vi("y", TensorProto.FLOAT, ["N", 3, height, width])])

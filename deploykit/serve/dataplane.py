@@ -27,9 +27,11 @@ from ..engine import Engine
 from ..errors import DeployKitError
 from ..hostinfo import usable_cpus
 from ..loading import load
+from ..spec import TensorSpec
 from ..synth import synthesize
 from .batching import Batcher, BatchStats
 from .metrics import Metrics
+from .preprocessing import ImageInput
 from .repository import ModelEntry, Repository, scan
 from .status import ModelNotReady, QueueFull, UnknownModel
 
@@ -51,6 +53,8 @@ class ServedVersion:
     #: one per engine: its queue and thread, merging requests when the model's config asks for
     #: dynamic batching (else each request runs alone, in turn)
     batchers: list[Batcher] = field(default_factory=list)
+    #: the input a preprocessing pipeline feeds from pixels (the model config's ``preprocess``)
+    image: ImageInput | None = None
     ready: bool = True
     pending: int = 0
     busy: list[int] = field(default_factory=list)
@@ -63,6 +67,12 @@ class ServedVersion:
     def engine(self) -> Engine:
         """The first instance (the specs and metadata are the same on every one)."""
         return self.engines[0]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The inputs as clients send them (a preprocessed one as pixels)."""
+        inputs = list(self.engine.inputs)
+        return self.image.presented(inputs) if self.image is not None else inputs
 
     def admit(self) -> int:
         """Count one request in (``QueueFull`` when the version holds ``max_queue`` already) and
@@ -91,6 +101,8 @@ class ServedVersion:
     async def run(self, index: int, feeds: dict[str, Any],
                   outputs: list[str] | None) -> tuple[dict[str, np.ndarray], float, float]:
         """(outputs, queue seconds, compute seconds) of one request on instance ``index``."""
+        if self.image is not None:
+            feeds = await self.image.apply(feeds)
         result, stats = await self.batchers[index].infer_timed(feeds, outputs)
         return result, stats.queue_s, stats.compute_s
 
@@ -98,6 +110,8 @@ class ServedVersion:
         self.ready = False
         for batcher in self.batchers:
             batcher.close()
+        if self.image is not None:
+            self.image.close()
         for engine in self.engines:
             engine.close()
 
@@ -137,11 +151,14 @@ class DataPlane:
         threads = config.threads if config.threads is not None else max(1, usable_cpus() // instances)
         start = time.perf_counter()
         engines: list[Engine] = []
+        image = None
         try:
             for _ in range(instances):
                 engines.append(load(model, config.backend, threads=threads, shared_cpus=True,
                                     **dict(config.options)))
                 _warm_up(engines[-1], entry.name, version)
+            if config.preprocess is not None:
+                image = ImageInput(config.preprocess.pipeline, engines[0], config.preprocess.input)
         except DeployKitError as e:
             for engine in engines:
                 engine.close()
@@ -159,7 +176,7 @@ class DataPlane:
         observer = self._batch_observer(entry.name, version) if config.batching is not None else None
         batchers = [Batcher(engine, config.batching, max_queue=queue, name=f"model {entry.name!r} version "
                             f"{version}", on_batch=observer) for engine in engines]
-        return ServedVersion(entry.name, version, engines, queue, batchers)
+        return ServedVersion(entry.name, version, engines, queue, batchers, image)
 
     def _observe_load(self, name: str, version: int, seconds: float, ok: bool) -> None:
         self.loads.append((name, version, seconds, ok))

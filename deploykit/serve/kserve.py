@@ -48,7 +48,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         served = plane.get(name, version)
         return json_response({"name": name, "versions": [str(v) for v in plane.versions(name)],
                              "platform": served.engine.backend,
-                             "inputs": [_tensor_metadata(s) for s in served.engine.inputs],
+                             "inputs": [_tensor_metadata(s) for s in served.inputs],
                              "outputs": [_tensor_metadata(s) for s in served.engine.outputs]})
 
     async def model_ready(request: Request) -> Response:
@@ -60,7 +60,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int,
         name, version = _path(request)
         served = plane.get(name, version)
         return json_response({"name": name, "platform": served.engine.backend, "max_batch_size": 0,
-                             "input": [_config_tensor(s) for s in served.engine.inputs],
+                             "input": [_config_tensor(s) for s in served.inputs],
                              "output": [_config_tensor(s) for s in served.engine.outputs]})
 
     async def infer(request: Request) -> Response:

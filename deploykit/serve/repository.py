@@ -19,7 +19,9 @@ from typing import Any
 
 from ..arguments import check_number, check_threads
 from ..artifacts import is_several, read_manifest
-from ..errors import DeployKitError, InvalidArgument, UnknownBackend, first_line
+from ..errors import DeployKitError, InvalidArgument, PreprocessError, UnknownBackend, first_line
+from ..preprocess import Pipeline
+from ..preprocess.pipeline import FORMAT as PIPELINE_FORMAT
 from ..selection import check_backend_name
 
 #: Model and label names: what may appear in a URL path segment, never ``..`` nor a hidden name.
@@ -72,6 +74,15 @@ class VersionPolicy:
 
 
 @dataclass(frozen=True)
+class Preprocess:
+    """A preprocessing pipeline feeding one model input from the pixels clients send
+    (``serve.preprocessing``); ``input`` None: the model's only input."""
+
+    pipeline: Pipeline
+    input: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """How one model is served; the defaults apply when ``config.json`` is absent."""
 
@@ -82,6 +93,7 @@ class ModelConfig:
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     labels: Mapping[str, int] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    preprocess: Preprocess | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +276,7 @@ def parse_config(file: Path) -> ModelConfig:
         raise RepositoryError(f"{file}: cannot read the config ({first_line(e)})") from e
     try:
         _keys(data, "the config", {"backend", "threads", "instances", "batching", "version_policy",
-                                   "labels", "options"})
+                                   "labels", "options", "preprocess"})
         labels = _keys(data.get("labels", {}), "labels")
         return ModelConfig(
             backend=check_backend_name(data.get("backend", "auto")),
@@ -273,9 +285,26 @@ def parse_config(file: Path) -> ModelConfig:
             batching=_batching(data["batching"]) if "batching" in data else None,
             version_policy=_policy(data.get("version_policy", {"latest": 1})),
             labels={_check_name(k, "label"): _bounded(v, f"labels.{k}") for k, v in labels.items()},
-            options=_keys(data.get("options", {}), "options"))
+            options=_keys(data.get("options", {}), "options"),
+            preprocess=_preprocess(data["preprocess"]) if "preprocess" in data else None)
     except (InvalidArgument, UnknownBackend) as e:
         raise RepositoryError(f"{file}: {first_line(e)}") from e
+
+
+def _preprocess(data: Any) -> Preprocess:
+    _keys(data, "preprocess", {"input", "pipeline"})
+    if "pipeline" not in data:
+        raise InvalidArgument("preprocess needs pipeline (a dk.preprocess.Pipeline as a JSON object, e.g. "
+                              '{"op": "letterbox", "size": [640, 640]})')
+    name = data.get("input")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidArgument(f"preprocess.input must be the name of a model input, got {name!r}")
+    spec = _keys(data["pipeline"], "preprocess.pipeline")
+    try:
+        pipeline = Pipeline.from_dict({"format": PIPELINE_FORMAT, **spec})
+    except PreprocessError as e:
+        raise InvalidArgument(f"preprocess.pipeline: {first_line(e)}") from None
+    return Preprocess(pipeline, name)
 
 
 def _batching(data: Any) -> Batching:

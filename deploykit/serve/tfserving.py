@@ -53,7 +53,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
     async def model_metadata(request: Request) -> Response:
         name, version = _target(plane, request)
         served = plane.get(name, version)
-        signature = {"inputs": {s.name: _tensor_info(s) for s in served.engine.inputs},
+        signature = {"inputs": {s.name: _tensor_info(s) for s in served.inputs},
                      "outputs": {s.name: _tensor_info(s) for s in served.engine.outputs},
                      "method_name": METHOD_NAME}
         return _json({"model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
@@ -63,7 +63,7 @@ def routes(plane: DataPlane, *, max_body_bytes: int, max_elements: int) -> list[
         name, version = _target(plane, request)
         body = _parse(await read_body(request, max_body_bytes))
         served = plane.get(name, version)
-        row, feeds = _feeds(body, served.engine.inputs, max_elements)
+        row, feeds = _feeds(body, served.inputs, max_elements)
         done = await plane.infer(name, served.version, feeds)
         remember(request, done)
         outputs = done.outputs
