@@ -1,22 +1,26 @@
-"""deploykit serve against a plain Starlette + onnxruntime handler and MLServer, over HTTP on loopback.
+"""deploykit serve against a plain Starlette + onnxruntime handler and MLServer (REST and gRPC), on loopback.
 
 Each server runs in its own subprocess (so its CPU time can be read from /proc); this process is
-the one load generator: asyncio, persistent HTTP/1.1 connections, KServe v2 batch 1, concurrency
-1 / 8 / 32, a fixed time per cell after a short warm-up, the servers taken in turn within each
-round and the order rotated every round. Per cell: infer/s, p50, p99 and server CPU per request
-(utime+stime of the server's process tree, before and after the cell); per server: time from
-spawn to ``/v2/health/ready`` and resident memory while idle.
+the one load generator: asyncio, persistent HTTP/1.1 connections (or gRPC channels), KServe v2
+batch 1, concurrency 1 / 8 / 32, a fixed time per cell after a short warm-up, the servers taken in
+turn within each round and the order rotated every round. Per cell: infer/s, p50, p99 and server
+CPU per request (utime+stime of the server's process tree, before and after the cell); per server:
+time from spawn to ``/v2/health/ready`` and resident memory while idle.
 
     python benchmarks/serve.py [--duration 3] [--rounds 2] [--no-mlserver]
 
-(a) ``deploykit serve REPO`` (the CLI: access log at INFO to a file, metrics, input checks, dynamic
-batching on: max_batch_size 32) as shipped; "dk+nodelay", the same with its sockets given TCP_NODELAY
-(see NODELAY: as shipped, every response waits ~40 ms for the client's delayed ACK); and
-"dk+nodelay-nobatch" without batching, for the batching comparison;
-(b) a plain Starlette + uvicorn handler calling onnxruntime (no batching, metrics or checks);
-(c) MLServer 1.7.1 with a tiny onnxruntime runtime, installed on first use into its own venv
-(``--mlserver-venv``; its pins conflict with ours); skipped, with the reason, when that fails.
-Every server runs onnxruntime with the same intra-op thread count (the usable CPUs).
+(a) "deploykit": ``deploykit serve REPO`` as shipped (the CLI: access log at INFO to a file,
+metrics, input checks, dynamic batching on: max_batch_size 32); "deploykit-nobatch", the same
+without batching, for the batching comparison;
+(b) "plain": a Starlette + uvicorn handler calling onnxruntime (no batching, metrics or checks);
+(c) "mlserver": MLServer 1.7.1 with a tiny onnxruntime runtime, KServe v2 JSON over REST, installed
+on first use into its own venv (``--mlserver-venv``; its pins conflict with ours); skipped, with the
+reason, when that fails; and "mlserver-grpc", the same process driven over its KServe v2 gRPC port
+with tritonclient's asyncio gRPC client (skipped, with the reason, when ``tritonclient.grpc`` does
+not import).
+Every server runs onnxruntime with the same intra-op thread count (the usable CPUs). Before the
+table: the cost of one event loop -> worker thread -> event loop hop under uvloop, which any server
+that keeps inference off its event loop pays per request.
 """
 
 from __future__ import annotations
@@ -97,19 +101,6 @@ app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 '''
 
-#: Run before ``deploykit serve`` in the "+nodelay" variants: a TCP socket made with proto 0 (as
-#: deploykit.serve.Server makes its listening socket) hands asyncio accepted sockets that it does not
-#: switch to TCP_NODELAY, so each response waits out the client's delayed ACK (~40 ms). This gives such
-#: sockets IPPROTO_TCP, which is what the one-line fix in server.py would do.
-NODELAY = """import socket
-class _TCP(socket.socket):
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-        if fileno is None and type == socket.SOCK_STREAM and proto in (-1, 0):
-            proto = socket.IPPROTO_TCP
-        super().__init__(family, type, proto, fileno)
-socket.socket = _TCP
-"""
-
 MLSERVER_RUNTIME = '''
 import os
 import onnxruntime as ort
@@ -189,6 +180,7 @@ class Server:
     cwd: str | None = None
     log: Path | None = None
     binary: bool = True  # speaks the binary tensor extension
+    grpc_port: int | None = None  # KServe v2 gRPC, where the server has it
     proc: subprocess.Popen | None = None
     ready_s: float = float("nan")
     idle_mb: float = float("nan")
@@ -335,6 +327,124 @@ def check(server: Server, model: str, x: np.ndarray, encoding: str, expected: np
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def input_name(model: str) -> str:
+    return "images" if model == "digits" else "x"
+
+
+def grpc_import_error() -> str | None:
+    """Why tritonclient's asyncio gRPC client cannot be used here, or None when it can."""
+    try:
+        import tritonclient.grpc.aio  # noqa: F401
+    except ImportError as e:
+        return f"tritonclient.grpc does not import ({e}); pip install 'tritonclient[grpc]'"
+    return None
+
+
+def _grpc_inputs(model: str, x: np.ndarray) -> list:
+    from tritonclient.grpc.aio import InferInput
+
+    inp = InferInput(input_name(model), list(x.shape), "FP32")
+    inp.set_data_from_numpy(x.astype(np.float32))
+    return [inp]
+
+
+async def _load_grpc(port: int, model: str, x: np.ndarray, clients: int, warmup: float, duration: float,
+                     pid: int) -> dict[str, float]:
+    """``_load`` over KServe v2 gRPC: one InferenceServerClient (so one HTTP/2 channel) per client."""
+    from tritonclient.grpc.aio import InferenceServerClient
+    from tritonclient.utils import InferenceServerException
+
+    conns = [InferenceServerClient(f"127.0.0.1:{port}") for _ in range(clients)]
+    inputs = _grpc_inputs(model, x)  # read-only once built: shared by the workers
+    loop = asyncio.get_running_loop()
+    t_start = loop.time()
+    t0, t1 = t_start + warmup, t_start + warmup + duration
+    latencies: list[float] = []
+    errors = [0]
+    cpu: dict[str, float] = {}
+
+    async def worker(client: InferenceServerClient) -> None:
+        while True:
+            s = loop.time()
+            if s >= t1:
+                return
+            ok = True
+            try:
+                await client.infer(model, inputs)
+            except InferenceServerException:
+                ok = False
+            e = loop.time()
+            if t0 <= e < t1:
+                if ok:
+                    latencies.append(e - s)
+                else:
+                    errors[0] += 1
+
+    async def meter() -> None:
+        await asyncio.sleep(max(0.0, t0 - loop.time()))
+        cpu["a"] = cpu_seconds(pid)
+        await asyncio.sleep(max(0.0, t1 - loop.time()))
+        cpu["b"] = cpu_seconds(pid)
+
+    try:
+        await asyncio.gather(meter(), *(worker(c) for c in conns))
+    finally:
+        for c in conns:
+            await c.close()
+    n = len(latencies)
+    lat = np.asarray(latencies) * 1e3 if n else np.asarray([np.nan])
+    return {"rate": n / duration, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "cpu_ms": (cpu["b"] - cpu["a"]) * 1e3 / n if n else float("nan"), "errors": errors[0]}
+
+
+def check_grpc(server: Server, model: str, x: np.ndarray, expected: np.ndarray) -> None:
+    """One gRPC request, its first output compared with onnxruntime in this process."""
+    from tritonclient.grpc.aio import InferenceServerClient
+
+    async def once() -> np.ndarray:
+        client = InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            result = await client.infer(model, _grpc_inputs(model, x))
+        finally:
+            await client.close()
+        response = result.get_response()
+        first = response.outputs[0]
+        if response.raw_output_contents:  # tritonclient reads raw outputs only; MLServer may send typed
+            return np.frombuffer(response.raw_output_contents[0], np.float32)
+        return np.asarray(first.contents.fp32_contents, np.float32)
+
+    got = asyncio.run(once())
+    if got.size != expected.size:
+        raise RuntimeError(f"{server.name} {model} gRPC: {got.size} values, expected {expected.size}")
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
+
+
+def hop_us(calls: int = 3000) -> float:
+    """Wall µs of one event loop -> worker thread -> event loop round trip, in a fresh uvloop loop."""
+    import concurrent.futures
+
+    import uvloop
+
+    def f() -> None:
+        return None
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            for _ in range(300):
+                await loop.run_in_executor(pool, f)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                await loop.run_in_executor(pool, f)
+            return (time.perf_counter() - t0) / calls * 1e6
+
+    loop = uvloop.new_event_loop()  # asyncio.Runner(loop_factory=...) is 3.11+
+    try:
+        return loop.run_until_complete(run())
+    finally:
+        loop.close()
+
+
 # ----------------------------------------------------------------------------- set-up
 
 def repository(root: Path, models: dict[str, Path], config: dict | None) -> Path:
@@ -384,15 +494,13 @@ def mlserver_server(work: Path, python: Path, models: dict[str, Path], threads: 
             {"name": model, "implementation": "ortruntime.OrtRuntime", "parameters": {"uri": str(path)}}))
     mlserver = python.parent / "mlserver"
     return Server(name, [str(mlserver), "start", str(root)], http, cwd=str(root), log=work / f"{name}.log",
-                  binary=False, env={"BENCH_THREADS": str(threads), "PYTHONPATH": str(root)})
+                  binary=False, grpc_port=grpc, env={"BENCH_THREADS": str(threads), "PYTHONPATH": str(root)})
 
 
-def deploykit_server(work: Path, models: dict[str, Path], name: str, config: dict | None,
-                     nodelay: bool = False) -> Server:
+def deploykit_server(work: Path, models: dict[str, Path], name: str, config: dict | None) -> Server:
     repo = repository(work / f"{name}-repo", models, config)
     port = free_port()
-    code = "import sys; from deploykit.cli.app import main; sys.exit(main())"
-    cli = [PY, "-c", (NODELAY if nodelay else "") + code]
+    cli = [PY, "-c", "import sys; from deploykit.cli.app import main; sys.exit(main())"]
     return Server(name, [*cli, "serve", str(repo), "--port", str(port)], port, log=work / f"{name}.log",
                   cwd=str(ROOT))
 
@@ -453,27 +561,28 @@ def main() -> int:
     import onnxruntime as ort
 
     expected = {m: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {
-        ("images" if m == "digits" else "x"): inputs[m]})[0] for m, p in models.items()}
+        input_name(m): inputs[m]})[0] for m, p in models.items()}
     print(f"machine: {machine()}")
-    print(f"stack: {uvicorn_stack()}; onnxruntime {ort.__version__}, {threads} intra-op threads everywhere")
+    print(f"stack: deploykit: httptools + deploykit.serve.connection on uvloop; plain: {uvicorn_stack()}; "
+          f"onnxruntime {ort.__version__}, {threads} intra-op threads everywhere")
 
     work = Path(tempfile.mkdtemp(prefix="dk-serve-bench-"))
-    servers = [deploykit_server(work, models, "deploykit", BATCHING),
-               deploykit_server(work, models, "dk+nodelay", BATCHING, nodelay=True),
-               plain_server(work, models, threads)]
-    nobatch = deploykit_server(work, models, "dk+nodelay-nobatch", None, nodelay=True)
+    servers = [deploykit_server(work, models, "deploykit", BATCHING), plain_server(work, models, threads)]
+    nobatch = deploykit_server(work, models, "deploykit-nobatch", None)
     mls_note = "skipped (--no-mlserver)"
+    grpc_note = grpc_import_error()
     if not args.no_mlserver:
         python, mls_note = mlserver_python(args.mlserver_venv, args.mlserver_install_timeout)
         if python is not None:
             servers.append(mlserver_server(work, python, models, threads, "mlserver"))
     print(f"MLServer: {mls_note}")
+    if grpc_note is not None:
+        print(f"MLServer gRPC rows skipped: {grpc_note}")
 
     # time to ready and idle memory with the digits model alone, one server at a time
     startup: dict[str, tuple[float, float]] = {}
     digits_only = {"digits": models["digits"]}
     solo = [deploykit_server(work, digits_only, "deploykit-solo", BATCHING),
-            deploykit_server(work, digits_only, "dk+nodelay-solo", BATCHING, nodelay=True),
             plain_server(work, digits_only, threads)]
     if any(s.name == "mlserver" for s in servers):
         solo.append(mlserver_server(work, python, digits_only, threads, "mlserver-solo"))  # type: ignore[arg-type]
@@ -496,38 +605,57 @@ def main() -> int:
             if s.name == "mlserver":
                 mls_note += f"; did not start: {e}"
     servers = [s for s in servers if s in started]
+    # the MLServer process also driven over its gRPC port: a row of its own, the same process
+    grpc = next((s for s in servers if s.name == "mlserver" and s.grpc_port is not None), None)
     try:
         for s in started:
             for model in models:
                 for enc in ("json", "binary") if s.binary else ("json",):
                     check(s, model, inputs[model], enc, expected[model])
+        if grpc is not None and grpc_note is None:
+            try:
+                for model in models:
+                    check_grpc(grpc, model, inputs[model], expected[model])
+            except Exception as e:  # report it, keep the REST rows
+                grpc_note = f"check failed: {type(e).__name__}: {e}"
+                print(f"MLServer gRPC rows skipped: {grpc_note}")
+        if grpc_note is not None:
+            grpc = None
         cases = [Case("digits", "json", c) for c in clients] + [Case("cls", "json", c) for c in clients] + \
                 [Case("cls", "binary", c) for c in clients]
-        plan: list[tuple[Case, Server]] = []
+        plan: list[tuple[Case, str, Server]] = []  # (cell, row name, server)
         for case in cases:
-            plan += [(case, s) for s in servers if case.encoding == "json" or s.binary]
+            plan += [(case, s.name, s) for s in servers if case.encoding == "json" or s.binary]
+            if grpc is not None and (case.model, case.encoding) in (("digits", "json"), ("cls", "binary")):
+                plan.append((case, "mlserver-grpc", grpc))
             if nobatch in started and ((case.model == "cls" and case.clients == max(clients))
                                        or (case.model == "digits" and case.clients in (1, max(clients)))):
-                plan.append((case, nobatch))
+                plan.append((case, nobatch.name, nobatch))
         requests = {(m, e): request_bytes(m, inputs[m], e) for m in models for e in ("json", "binary")}
         results: dict[tuple[Case, str], list[dict[str, float]]] = {}
         t_begin = time.perf_counter()
         for r in range(args.rounds):
             for case in cases:
-                cell = [(c, s) for c, s in plan if c == case]
+                cell = [(n, s) for c, n, s in plan if c == case]
                 k = r % len(cell)
-                for c, s in cell[k:] + cell[:k]:
-                    res = asyncio.run(_load(s.port, requests[c.model, c.encoding], c.clients, args.warmup,
-                                            args.duration, s.proc.pid))  # type: ignore[union-attr]
-                    results.setdefault((c, s.name), []).append(res)
+                for name, s in cell[k:] + cell[:k]:
+                    pid = s.proc.pid  # type: ignore[union-attr]
+                    if name == "mlserver-grpc":
+                        res = asyncio.run(_load_grpc(s.grpc_port, case.model, inputs[case.model],  # type: ignore[arg-type]
+                                                     case.clients, args.warmup, args.duration, pid))
+                    else:
+                        res = asyncio.run(_load(s.port, requests[case.model, case.encoding], case.clients,
+                                                args.warmup, args.duration, pid))
+                    results.setdefault((case, name), []).append(res)
             print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t_begin:.0f} s)", flush=True)
         idle_after = {s.name: rss_mb(s.proc.pid) for s in started}  # type: ignore[union-attr]
     finally:
         for s in started:
             s.stop()
+    print(f"\nthread hop (loop -> worker -> loop), uvloop: {hop_us():.1f} µs")
     report(cases, results, startup, idle_after, started, args)
     for model, path in models.items():
-        rate = in_process(path, "images" if model == "digits" else "x", inputs[model], threads)
+        rate = in_process(path, input_name(model), inputs[model], threads)
         print(f"in-process onnxruntime, {model}, batch 1, {threads} threads, no HTTP: {rate:,.0f}/s")
     shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -554,23 +682,27 @@ def med(rows: list[dict[str, float]], key: str) -> float:
 
 def report(cases: list[Case], results: dict, startup: dict, idle_after: dict, started: list[Server],
            args: argparse.Namespace) -> None:
-    print(f"\nmedians of {args.rounds} rounds, {args.duration:g} s per cell; "
-          "x plain / x MLServer: this row's infer/s over theirs in the same cell")
+    print(f"\nmedians of {args.rounds} rounds, {args.duration:g} s per cell; x plain / x MLServer / "
+          "x MLServer gRPC: this row's infer/s over theirs in the same cell; CPU x plain: this row's "
+          "CPU ms/req over plain's")
     print("| model | enc | clients | server | infer/s | p50 ms | p99 ms | CPU ms/req | errors | x plain "
-          "| x MLServer |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| x MLServer | x MLServer gRPC | CPU x plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    others = ("plain", "mlserver", "mlserver-grpc")
     for case in cases:
-        plain, mls = results.get((case, "plain")), results.get((case, "mlserver"))
-        for name in ("deploykit", "dk+nodelay", "dk+nodelay-nobatch", "plain", "mlserver"):
+        plain = results.get((case, "plain"))
+        for name in ("deploykit", "deploykit-nobatch", *others):
             rows = results.get((case, name))
             if not rows:
                 continue
             rate = med(rows, "rate")
-            vs = [f"{rate / med(other, 'rate'):.2f}" if other and name not in ("plain", "mlserver") else ""
-                  for other in (plain, mls)]
+            vs = [f"{rate / med(theirs, 'rate'):.2f}" if theirs and name not in others else ""
+                  for theirs in (results.get((case, o)) for o in others)]
+            cpu = med(rows, "cpu_ms")
+            cpu_vs = f"{cpu / med(plain, 'cpu_ms'):.2f}" if plain and name.startswith("deploykit") else ""
             print(f"| {case.model} | {case.encoding} | {case.clients} | {name} | {rate:,.0f} | "
-                  f"{med(rows, 'p50'):.2f} | {med(rows, 'p99'):.2f} | {med(rows, 'cpu_ms'):.3f} | "
-                  f"{sum(int(r['errors']) for r in rows)} | {vs[0]} | {vs[1]} |")
+                  f"{med(rows, 'p50'):.2f} | {med(rows, 'p99'):.2f} | {cpu:.3f} | "
+                  f"{sum(int(r['errors']) for r in rows)} | {' | '.join(vs)} | {cpu_vs} |")
     print("\n| server | ready s (digits alone) | idle RSS MB (digits alone) | idle RSS MB after the run |")
     print("|---|---|---|---|")
     for s in started:

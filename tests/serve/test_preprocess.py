@@ -52,7 +52,8 @@ def test_pixels_in_tensor_out_exactly_as_in_process(tmp_path: Path) -> None:
         url = f"{server.url}/v2/models/img"
         status, _, raw = call(url)
         meta = json.loads(raw)
-        assert status == 200 and meta["inputs"] == [{"name": "x", "datatype": "UINT8", "shape": [-1, -1, -1, -1]}]
+        assert status == 200
+        assert meta["inputs"] == [{"name": "x", "datatype": "UINT8", "shape": [-1, -1, -1, -1]}]
         # one image [H, W, C], JSON
         status, _, raw = call(f"{url}/infer", v2_uint8(image), JSON)
         assert status == 200, raw
@@ -125,6 +126,7 @@ def test_a_pipeline_that_does_not_fit_the_model_keeps_that_version_out_saying_wh
                       model=models.image_identity(32, 32))  # the pipeline makes 16 x 24
     with Server(repo, port=0, repository_api=True) as server:
         status, _, raw = call(f"{server.url}/v2/repository/index", b"{}", JSON, method="POST")
+        assert status == 200, raw
         (row,) = json.loads(raw)
         assert row["state"] == "UNAVAILABLE" and "dimension 2 is 16, the input's is 32" in row["reason"], row
 
