@@ -684,7 +684,8 @@ def report(cases: list[Case], results: dict, startup: dict, idle_after: dict, st
            args: argparse.Namespace) -> None:
     print(f"\nmedians of {args.rounds} rounds, {args.duration:g} s per cell; x plain / x MLServer / "
           "x MLServer gRPC: this row's infer/s over theirs in the same cell; CPU x plain: this row's "
-          "CPU ms/req over plain's")
+          "CPU ms/req over plain's; mlserver-grpc sends protobuf tensors (raw_input_contents) "
+          "whatever enc says")
     print("| model | enc | clients | server | infer/s | p50 ms | p99 ms | CPU ms/req | errors | x plain "
           "| x MLServer | x MLServer gRPC | CPU x plain |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

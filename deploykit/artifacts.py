@@ -74,8 +74,6 @@ class Artifacts:
     specs: list[Specs | None] = field(default_factory=list)
     #: the artifact whose tensor names are presented (the first whose specs could be read)
     names_from: int = 0
-    #: engines are opened for a process sharing its CPUs with other work (``dk.load(shared_cpus=)``)
-    shared_cpus: bool = False
 
     @property
     def several(self) -> bool:
@@ -129,7 +127,7 @@ class Artifacts:
              strict: bool = False) -> Engine:
         """Load the candidate's artifact on its backend, presenting the shared tensor names."""
         return open_engine(cand, self.source_of(cand), threads, options, strict=strict,
-                           shared_cpus=self.shared_cpus, present=self.presented(cand))
+                           present=self.presented(cand))
 
     def presented(self, cand: Candidate) -> Specs | None:
         """The tensor names an engine of ``cand`` presents (None: its own)."""

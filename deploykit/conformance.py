@@ -100,7 +100,7 @@ def _declarations(cls: type[registry.Backend]) -> str:
     assert takes_any or declared <= set(params), \
         f"{where}.option_names {sorted(declared - set(params))} are not parameters of __init__"
     assert named <= declared, f"{where}.__init__ takes {sorted(named - declared)} not in option_names"
-    for hook in ("strict_options", "shared_cpu_options"):
+    for hook in ("strict_options",):
         extra = set(getattr(cls, hook)()) - declared
         assert not extra, f"{where}.{hook}() gives {sorted(extra)}, not in option_names"
     return "declarations"

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from .arguments import check_bool, check_threads
+from .arguments import check_threads
 from .artifacts import Artifacts, is_several, open_artifacts
 from .engine import Engine
 from .errors import DeployKitWarning, InputMismatch, InvalidArgument, warn
@@ -32,7 +32,6 @@ def load(
     check: bool | str = True,
     strict: bool = False,
     tune: bool | Mapping[str, Any] = False,
-    shared_cpus: bool = False,
     **options: Any,
 ) -> Engine:
     """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
@@ -49,9 +48,7 @@ def load(
     (measured faster on a busy machine; ``docs/reference-backend.md``). ``check`` runs the ONNX
     checker and logs its findings (``"strict"``: refuse the model; ``False``: skip it). Other
     keyword options go to the backend (e.g. ``providers=[...]`` for onnxruntime; each backend lists
-    its own in ``docs/backends.md``). ``shared_cpus=True``: this process runs other work on the same
-    CPUs (an event loop, a web service): runtimes that spin-wait between runs to save microseconds
-    (onnxruntime) do not — ``deploykit serve`` loads its models so.
+    its own in ``docs/backends.md``).
 
     ``tune=True`` (or a dict of :func:`deploykit.tune` settings) with ``"auto"`` orders the
     candidates by measurement instead: each viable one is timed and checked against the reference,
@@ -65,25 +62,23 @@ def load(
     backend = check_backend_name(backend)
     strict = check_strict(strict, options)
     tune = _check_tune(tune)
-    check_bool(shared_cpus, "shared_cpus")
     if is_several(model):
-        return _load_several(model, backend, threads, check, strict, tune, options, shared_cpus)
+        return _load_several(model, backend, threads, check, strict, tune, options)
     source = open_model(cast(ModelLike, model), check=check)
     plan = with_operator_override(backend, lambda requested, decided_by: make_plan(
         source, backend=requested, options=options, strict=strict, decided_by=decided_by))
     named = plan.requested != "auto"
     if not plan.candidates:
         no_candidate(source.label, source.format, plan, options)
-    arts = Artifacts([source], [source.label], shared_cpus=shared_cpus)
+    arts = Artifacts([source], [source.label])
     plan, first = _tuned(arts, plan, tune, threads, options, named)
     return follow(plan, source.label, lambda c: arts.open(c, threads, options, strict=strict), first)
 
 
 def _load_several(model: Any, backend: str, threads: int | None, check: bool | str, strict: bool,
-                  tune: bool | Mapping[str, Any], options: dict[str, Any], shared_cpus: bool) -> Engine:
+                  tune: bool | Mapping[str, Any], options: dict[str, Any]) -> Engine:
     """``load`` for several artifacts of one model (see ``deploykit.artifacts``)."""
     arts = open_artifacts(model, check=check, options=options)
-    arts.shared_cpus = shared_cpus
     plan = with_operator_override(backend, lambda requested, decided_by: arts.plan(
         backend=requested, options=options, strict=strict, decided_by=decided_by))
     named = plan.requested != "auto"

@@ -37,12 +37,11 @@ def check_strict(strict: Any, options: Mapping[str, Any]) -> bool:
 
 
 def open_engine(cand: Candidate, source: ModelSource, threads: int | None, options: Mapping[str, Any],
-                *, strict: bool = False, shared_cpus: bool = False,
+                *, strict: bool = False,
                 present: tuple[Sequence[TensorSpec], Sequence[TensorSpec]] | None = None) -> Engine:
     """Load ``cand``'s backend on ``source`` with the caller's ``options`` (refused when the backend
-    does not take them), the candidate's own options beneath them (and the backend's
-    ``shared_cpu_options`` beneath those when ``shared_cpus``); ``present``: tensor names the engine
-    shows (several artifacts of one model)."""
+    does not take them), the candidate's own options beneath them; ``present``: tensor names the
+    engine shows (several artifacts of one model)."""
     cls = registry.backend_class(cand.backend)
     check_options(cls, options)
     own = cls.candidate_options(cand)
@@ -50,8 +49,6 @@ def open_engine(cand: Candidate, source: ModelSource, threads: int | None, optio
     opts = dict(options) if own.keys() & options.keys() else {**own, **options}
     if strict:
         opts = {**cls.strict_options(), **opts}
-    if shared_cpus:
-        opts = {**cls.shared_cpu_options(), **opts}
     cls.runtime_version()
     engine = Engine(cls(source, threads=threads, **opts), source, present=present)
     log.info("loaded %s on %s (%s)", source.label, engine.backend, engine.device)

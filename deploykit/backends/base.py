@@ -135,13 +135,6 @@ class Backend(abc.ABC):
         return {}
 
     @classmethod
-    def shared_cpu_options(cls) -> dict[str, Any]:
-        """Options for a process that runs other work on the same CPUs (``dk.load(...,
-        shared_cpus=True)``, e.g. a server's event loop): what stops the runtime competing with it
-        (onnxruntime: no spin-waiting between runs). The caller's own options win. Default: none."""
-        return {}
-
-    @classmethod
     def strict_options(cls) -> dict[str, Any]:
         """Options that make the backend refuse its own internal fallbacks under ``strict=True``."""
         return {}

@@ -288,12 +288,6 @@ class OnnxRuntimeBackend(Backend):
     def strict_options(cls) -> dict[str, Any]:
         return {"allow_fallback": False}
 
-    @classmethod
-    def shared_cpu_options(cls) -> dict[str, Any]:
-        # an idle intra-op pool spins for a while after each run: ~0.3 ms of CPU per digits request
-        # taken from a server's event loop on 2 cores (docs/serving.md)
-        return {"allow_spinning": False}
-
 
 #: The session config entries that let ORT's thread pools spin-wait between parallel sections.
 SPINNING_ENTRIES = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")

@@ -66,24 +66,20 @@ def _spinning(engine: dk.Engine) -> bool:
     return bool(engine.info["spinning"])  # read back from the session ORT made
 
 
-def test_spinning_is_an_option_and_shared_cpus_turns_it_off() -> None:
-    """ORT's pools spin after each run unless told; a process sharing its CPUs (a server) says no."""
+def test_spinning_is_an_option_read_back_from_the_session() -> None:
+    """ORT's pools spin between parallel sections unless told; the caller's session config wins."""
     model = models.dynamic_add()
     assert _spinning(dk.load(model, backend="onnxruntime"))  # ORT's default
     assert not _spinning(dk.load(model, backend="onnxruntime", allow_spinning=False))
     assert _spinning(dk.load(model, backend="onnxruntime", allow_spinning=True))
-    assert not _spinning(dk.load(model, shared_cpus=True))  # through "auto" too
-    # the caller's own word wins: an option, or the session config entry itself
-    assert _spinning(dk.load(model, backend="onnxruntime", shared_cpus=True, allow_spinning=True))
-    engine = dk.load(model, backend="onnxruntime", shared_cpus=True,
+    assert not _spinning(dk.load(model, allow_spinning=False))  # through "auto" too
+    engine = dk.load(model, backend="onnxruntime", allow_spinning=False,
                      session_options={"session.intra_op.allow_spinning": "1"})
     assert _spinning(engine)
     x = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(engine.run({"x": x, "y": x})["z"], 2 * x)
     with pytest.raises(dk.InvalidArgument, match="allow_spinning must be True or False"):
         dk.load(model, backend="onnxruntime", allow_spinning="no")
-    with pytest.raises(dk.InvalidArgument, match="shared_cpus must be True or False"):
-        dk.load(model, shared_cpus=1)
     with pytest.raises(dk.InvalidArgument, match=r"session_options\['session.x.y'\]: a session config"):
         dk.load(model, backend="onnxruntime", session_options={"session.x.y": [1]})
 

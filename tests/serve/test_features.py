@@ -90,3 +90,19 @@ def test_access_log_names_the_request(caplog: pytest.LogCaptureFixture) -> None:
              {"Content-Type": "application/json", "X-Request-ID": "abc-1"})
     lines = [r.getMessage() for r in caplog.records if r.name == "deploykit.serve.access"]
     assert any("/v2/models/digits/infer 200" in line and "id=abc-1" in line for line in lines), lines
+
+
+def test_a_small_model_gets_one_thread_unless_its_config_says(tmp_path: Path) -> None:
+    """A 20 µs model gains nothing from a thread pool and its spinning starves the event loop."""
+    from deploykit.hardware import usable_cpus
+    from deploykit.serve.dataplane import DataPlane
+
+    plane = DataPlane(digits_repository(tmp_path / "auto", versions=(1,)))
+    plane.load_all()
+    assert plane.get("digits").engine.info["threads"] == 1
+    plane.close()
+    if usable_cpus() > 1:
+        plane = DataPlane(digits_repository(tmp_path / "two", versions=(1,), config={"threads": 2}))
+        plane.load_all()
+        assert plane.get("digits").engine.info["threads"] == 2  # the config's word wins
+        plane.close()
