@@ -285,7 +285,7 @@ BAD_CONFIGS: list[tuple[Any, str]] = [
     ('{"instances": 1, "instances": 2}', "a key given twice"),
     ([], "the config must be a JSON object"),
     ({"instance": 2}, r"unknown key\(s\) 'instance'; accepted: 'backend', 'batching'"),
-    ({"preprocess": {}}, "unknown key"),
+    ({"preprocess": {}}, "preprocess needs pipeline"),
     ({"backend": "tensorrt-llm"}, "unknown backend 'tensorrt-llm'"),
     ({"backend": 3}, "backend name must be a string"),
     ({"threads": 0}, "threads must be an int >= 1"),
