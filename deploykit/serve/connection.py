@@ -51,6 +51,10 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES = {code: b"HTTP/1.1 %d %b\r\n" % (code, reason) for code, reason in _REASONS.items()}
 
 
+class HeadTooLarge(Exception):
+    """A request's line and headers are over the server's bound (answered 431)."""
+
+
 @dataclass
 class ServerState:
     """What the connections of one server share: the app, its limits, who is connected and busy."""
@@ -100,6 +104,7 @@ class Connection(asyncio.Protocol):
         self.head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
         self._reading_paused = False
         self._writable: asyncio.Event | None = None
         #: loop time of the last bytes received (or of the last answer sent)
@@ -134,10 +139,15 @@ class Connection(asyncio.Protocol):
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
+        except HeadTooLarge:
+            self.refuse(431, f"request line and headers over {self.server.max_head_bytes} bytes")
         except httptools.HttpParserUpgrade:
             self.refuse(400, "protocol upgrades are not supported by this server")
         except httptools.HttpParserError as e:
-            self.refuse(400, f"malformed HTTP request: {str(e) or type(e).__name__}")
+            if isinstance(e.__context__, HeadTooLarge):  # raised in a callback: httptools wraps it
+                self.refuse(431, f"request line and headers over {self.server.max_head_bytes} bytes")
+            else:
+                self.refuse(400, f"malformed HTTP request: {str(e) or type(e).__name__}")
         else:
             if self.parsing is None and self.head_bytes > self.server.max_head_bytes:
                 self.refuse(431, f"request line and headers over {self.server.max_head_bytes} bytes")
@@ -155,13 +165,21 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._url, self._headers = b"", []
+        self._url, self._headers, self._head_size = b"", [], 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        """Bound one request's line and headers (also when they arrive whole in one read)."""
+        self._head_size += size
+        if self._head_size > self.server.max_head_bytes:
+            raise HeadTooLarge()
 
     def on_headers_complete(self) -> None:
         self.head_bytes = 0
@@ -382,4 +400,5 @@ def _head(status: int, date: bytes, headers: list[tuple[bytes, bytes]]) -> bytes
     return head
 
 
-__all__ = ["BODY_HIGH_WATER", "KEEP_ALIVE_S", "MAX_HEAD_BYTES", "Connection", "Cycle", "ServerState"]
+__all__ = ["BODY_HIGH_WATER", "KEEP_ALIVE_S", "MAX_HEAD_BYTES", "Connection", "Cycle", "HeadTooLarge",
+           "ServerState"]

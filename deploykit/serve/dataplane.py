@@ -3,12 +3,13 @@ inference — no HTTP here (the endpoints translate), no protocol inside the Eng
 
 Each served version is ``instances`` Engines (threads split so that instances x threads fits the
 CPUs this process may use; one thread for a model whose warm run takes under ``SMALL_RUN_S``),
-loaded and warmed up (inference on made-up inputs) before it takes traffic. Inference runs off the event loop, on the least busy instance's own thread (its ``Batcher``:
-a queue that merges requests when the model's config asks for dynamic batching); a
-version admits at most ``max_queue`` requests at once (in flight or waiting), beyond which
-``QueueFull`` (503 + Retry-After). ``reload`` swaps versions atomically: new ones are loaded and
-warm before they are published, old ones finish their requests before their engines are closed.
-Counters live on the event loop's thread; loading runs in worker threads.
+loaded and warmed up (inference on made-up inputs) before it takes traffic. Inference runs off the
+event loop, on the least busy instance's own thread (its ``Batcher``: a queue that merges requests
+when the model's config asks for dynamic batching); a version admits at most ``max_queue`` requests
+at once (in flight or waiting), beyond which ``QueueFull`` (503 + Retry-After). ``reload`` swaps
+versions atomically: new ones are loaded and warm before they are published, old ones finish their
+requests before their engines are closed. Counters live on the event loop's thread; loading runs in
+worker threads.
 """
 
 from __future__ import annotations
