@@ -388,3 +388,31 @@ def test_cancelled_requests_leave_the_queue(rng: np.random.Generator) -> None:
     done = run(scenario())
     assert sum(isinstance(d, asyncio.CancelledError) for d in done) == 10
     assert sum(isinstance(d, dict) for d in done) == 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_requests_that_run_alone_are_handed_over_together_and_answered_each(backend: str,
+                                                                          rng: np.random.Generator) -> None:
+    """Unbatched, 64 requests queued at once: each runs alone (its own engine call, its own result,
+    its own compute time); a failing one fails alone."""
+    engine = dk.load(lookup(), backend=backend)
+    recorder = Recorder(engine)
+    batcher = Batcher(engine, None)
+    good = [{"idx": np.array([i % 10, (i + 3) % 10], np.int64)} for i in range(63)]
+    bad = {"idx": np.array([99], np.int64)}
+    requests = [(f, None) for f in good[:30]] + [(bad, None)] + [(f, None) for f in good[30:]]
+
+    async def both() -> list[Any]:
+        await batcher.infer_timed(good[0])  # a first run measures the model
+        return await together(batcher, requests)
+
+    got = run(both())
+    assert len(recorder.calls) == 1 + 64  # one engine call per request, none merged
+    for (feeds, _), result in zip(requests, got):
+        if feeds is bad:
+            assert isinstance(result, Exception)
+            continue
+        outputs, stats = result
+        want = np.arange(30, dtype=np.float32).reshape(10, 3)[feeds["idx"]]
+        np.testing.assert_array_equal(outputs["y"], want)
+        assert stats.batch_requests == 1 and stats.batch_size == 1 and stats.compute_s > 0
