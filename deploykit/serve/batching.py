@@ -46,6 +46,7 @@ import numpy as np
 from ..arguments import check_number
 from ..engine import Engine, Feeds, feeds_from
 from ..errors import EngineClosed, InvalidArgument
+from .batchrun import Result, Runner
 from .repository import Batching
 from .status import QueueFull
 
@@ -86,8 +87,6 @@ class BatchStats:
     compute_s: float
 
 
-Result = dict[str, np.ndarray]
-Outcome = dict[str, np.ndarray] | BaseException
 #: (requested outputs, non-batch shape of each input): requests share a batch only with equal keys.
 Key = tuple[Any, ...]
 
@@ -144,7 +143,7 @@ class Batcher:
         self._batch_s = 0.0  # moving average of batch compute time
         self._alone_s = 0.0  # moving average of one request's run when requests run alone
         self._closing = False
-        self._warned_split = False
+        self._runner = Runner(engine, [name for name, *_ in self._specs], self.name)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self.max_concurrent)
@@ -384,7 +383,7 @@ class Batcher:
         self._running_rows += rows
         try:
             loop = asyncio.get_running_loop()
-            outcomes, times = await loop.run_in_executor(self._executor, self._run_batch, batch)
+            outcomes, times = await loop.run_in_executor(self._executor, self._runner, batch)
         except asyncio.CancelledError:
             for request in batch:
                 request.future.cancel()
@@ -415,56 +414,6 @@ class Batcher:
                     self._on_batch(stats)
                 except Exception:
                     log.exception("on_batch callback failed")
-
-    # -- on the executor's threads -------------------------------------------------------------
-    def _run_batch(self, batch: list[_Request]) -> tuple[list[Outcome], list[float]]:
-        """Each request's result or error, and the seconds each took: a merged batch (one run, its
-        time for every request), or a group of requests run one after the other."""
-        if batch[0].key is None:
-            outcomes, times = [], []
-            for request in batch:
-                start = time.perf_counter()
-                outcomes.append(self._run_alone(request))
-                times.append(time.perf_counter() - start)
-            return outcomes, times
-        start = time.perf_counter()
-        merged: list[Outcome] | None = None
-        if len(batch) > 1:
-            try:
-                merged = self._run_merged(batch)
-            except Exception as e:  # find who is at fault: each request alone
-                log.debug("a batch of %d requests failed (%s); running them one by one", len(batch), e)
-        if merged is None:
-            merged = [self._run_alone(r) for r in batch]
-        return merged, [time.perf_counter() - start] * len(batch)
-
-    def _run_alone(self, request: _Request) -> Outcome:
-        try:
-            return self.engine.run(request.feeds, request.outputs)
-        except Exception as e:
-            return e
-
-    def _run_merged(self, batch: list[_Request]) -> list[Outcome] | None:
-        """The batch as one run, split back along the first axis; None when an output does not
-        have the batch's rows first (then each request runs alone)."""
-        feeds = {name: np.concatenate([r.feeds[name] for r in batch]) for name, *_ in self._specs}
-        result = self.engine.run(feeds, batch[0].outputs)
-        total = sum(r.rows for r in batch)
-        for name, a in result.items():
-            if a.ndim == 0 or a.shape[0] != total:
-                if not self._warned_split:
-                    self._warned_split = True
-                    log.warning("%s: output %r of a batch of %d rows has shape %s: its first dimension "
-                                "is not the batch; such batches run request by request",
-                                self.name, name, total, a.shape)
-                return None
-        outcomes: list[Outcome] = []
-        start = 0
-        for request in batch:
-            stop = start + request.rows
-            outcomes.append({k: a[start:stop] for k, a in result.items()})
-            start = stop
-        return outcomes
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
