@@ -1,4 +1,4 @@
-"""``deploykit serve MODEL_OR_REPOSITORY``: KServe v2 REST on 127.0.0.1:8000 until Ctrl-C."""
+"""``deploykit serve MODEL_OR_REPOSITORY``: KServe v2 and TF Serving REST on 127.0.0.1:8000 until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
                     repository_api=args.repository_api, watch_interval=args.watch, max_queue=args.max_queue,
                     token=token, json_logs=args.json_logs, public_metrics=args.public_metrics)
     signal.signal(signal.SIGTERM, _interrupt)  # an orchestrator's stop: drain as for Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background (SIGINT ignored)
     server.start()
-    print(f"deploykit serve: {server.url} (KServe v2 REST; Ctrl-C stops)", flush=True)
+    print(f"deploykit serve: {server.url} (KServe v2 and TF Serving REST; Ctrl-C stops)", flush=True)
     try:
         while not server.wait(0.5):  # short waits: Ctrl-C is seen between them
             pass
@@ -73,4 +74,5 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-COMMAND = Command("serve", "serve a model or a model repository over KServe v2 REST", add_arguments, run)
+COMMAND = Command("serve", "serve a model or a model repository over KServe v2 and TF Serving REST",
+                  add_arguments, run)
