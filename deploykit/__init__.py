@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .backends import Availability, available_backends
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
+    from .convert.quantize import quantize
+    from .convert.report import QuantizeReport
     from .engine import Engine
     from .hardware import HardwareReport, probe
     from .loading import load
@@ -59,6 +61,8 @@ _LAZY: dict[str, str] = {
     "Quantization": "deploykit.spec",
     "TensorSpec": "deploykit.spec",
     "tune": "deploykit.tuning",
+    "quantize": "deploykit.convert.quantize",
+    "QuantizeReport": "deploykit.convert.report",
 }
 
 logging.getLogger("deploykit").addHandler(logging.NullHandler())
@@ -97,6 +101,7 @@ __all__ = [
     "ModelNotFound",
     "PreprocessError",
     "Quantization",
+    "QuantizeReport",
     "SpecNotFound",
     "TensorSpec",
     "UnknownBackend",
@@ -108,6 +113,7 @@ __all__ = [
     "load",
     "preprocess",
     "probe",
+    "quantize",
     "serve",
     "tune",
 ]
