@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     math,
     normalization,
     pool,
+    quantize,
     reduce,
     resize,
     rnn,
