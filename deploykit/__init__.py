@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .backends import Availability, available_backends
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
+    from .convert.export import ExportReport, export
     from .convert.quantize import quantize
     from .convert.report import QuantizeReport
     from .engine import Engine
@@ -62,6 +63,8 @@ _LAZY: dict[str, str] = {
     "TensorSpec": "deploykit.spec",
     "tune": "deploykit.tuning",
     "quantize": "deploykit.convert.quantize",
+    "export": "deploykit.convert.export",
+    "ExportReport": "deploykit.convert.export",
     "QuantizeReport": "deploykit.convert.report",
 }
 
@@ -93,6 +96,7 @@ __all__ = [
     "DeployKitWarning",
     "Engine",
     "EngineClosed",
+    "ExportReport",
     "FallbackWarning",
     "HardwareReport",
     "InputMismatch",
@@ -110,6 +114,7 @@ __all__ = [
     "available_backends",
     "bench",
     "compare",
+    "export",
     "load",
     "preprocess",
     "probe",
