@@ -105,7 +105,7 @@ def test_an_opset_11_model_is_upgraded_first_and_its_qdq_model_is_valid(tmp_path
 
 
 def test_no_calibration_warns_and_says_so(tmp_path: Path) -> None:
-    with pytest.warns(dk.DeployKitWarning, match="no calibration data"):
+    with pytest.warns(dk.DeployKitWarning, match="no calibration given"):
         report = dk.quantize(MODEL_PATH, None, output=tmp_path / "m.onnx", candidates=["int8-dynamic"])
     assert any("made-up inputs" in n for n in report.notes)
 
