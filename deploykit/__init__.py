@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
     from .convert.export import ExportReport, export
+    from .convert.prune import prune
     from .convert.quantize import quantize
     from .convert.report import QuantizeReport
     from .engine import Engine
@@ -63,6 +64,7 @@ _LAZY: dict[str, str] = {
     "TensorSpec": "deploykit.spec",
     "tune": "deploykit.tuning",
     "quantize": "deploykit.convert.quantize",
+    "prune": "deploykit.convert.prune",
     "export": "deploykit.convert.export",
     "ExportReport": "deploykit.convert.export",
     "QuantizeReport": "deploykit.convert.report",
@@ -118,6 +120,7 @@ __all__ = [
     "load",
     "preprocess",
     "probe",
+    "prune",
     "quantize",
     "serve",
     "tune",

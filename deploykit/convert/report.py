@@ -37,8 +37,9 @@ HEADER = ("candidate", "size", "ms/run", "speed vs original", "accuracy", "", "w
 
 @dataclass
 class QuantizeReport:
-    """What ``dk.quantize`` did: ``chosen`` (``"fp32"`` when every candidate was refused), ``path``
-    (the model to deploy: the input when fp32 is kept), every candidate's row, and notes."""
+    """What ``dk.quantize`` (or ``dk.prune``) did: ``chosen`` (``"fp32"``, the original, when every
+    candidate was refused), ``path`` (the model to deploy: the input when the original is kept),
+    every candidate's row, and notes."""
 
     model: str
     chosen: str
@@ -47,6 +48,8 @@ class QuantizeReport:
     samples: int
     threads: int
     notes: list[str] = field(default_factory=list)
+    #: which step made it: "quantize" or "prune"
+    step: str = "quantize"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,7 +57,7 @@ class QuantizeReport:
         return data
 
     def _title(self) -> str:
-        return f"deploykit quantize: {self.model} -> {self.chosen} ({self.path})"
+        return f"deploykit {self.step}: {self.model} -> {self.chosen} ({self.path})"
 
     def _subtitle(self) -> str:
         return (f"accuracy on {self.samples} sample(s); time per run at batch 1, {self.threads} thread(s), "
