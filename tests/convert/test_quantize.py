@@ -28,8 +28,8 @@ def test_default_gates_keep_the_original_and_say_why_each_candidate_was_refused(
         tmp_path: Path, digits: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = digits
     out = tmp_path / "digits.int8.onnx"
-    # a 20 µs MLP: no int8 candidate is 1.25x faster at batch 1 on a CPU
-    report = dk.quantize(MODEL_PATH, images, output=out,
+    # a speed no candidate reaches, so that the outcome does not depend on this machine's timings
+    report = dk.quantize(MODEL_PATH, images, output=out, min_speedup=50.0,
                          metric=lambda o: float((o["label"] == labels).mean()))
     assert report.chosen == "fp32" and report.path == Path(MODEL_PATH) and not out.exists()
     names = [r.name for r in report.candidates]
