@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# what only the tests need beyond the demo: PyTorch (the CPU build, ~760 MB) for dk.export's modules
+TEST_STAMP = $(VENV)/.installed-test
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,torch]"
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/deploykit demo
 
@@ -26,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # fetch the real-model zoo into the cache ahead of time (tests fetch on first use anyway)

@@ -15,6 +15,7 @@ scikit-learn).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..arguments import check_number
 from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
 from ..loading import load
 from ..reprs import html_table
+from .torch_export import arrays, check_torch, export_torch, is_torch_module
 
 
 class ExportMismatch(DeployKitError, ValueError):
@@ -73,19 +75,26 @@ class ExportReport:
 
 
 def export(obj: Any, sample_inputs: Any, path: str | Path, *, target_opset: int | None = None,
-           min_agreement: float = 1.0, atol: float = 1e-4, accept_mismatch: bool = False) -> ExportReport:
-    """Write ``obj`` (a fitted scikit-learn estimator or pipeline) as ONNX to ``path`` and check it on
-    ``sample_inputs`` (an array of rows); ``ExportMismatch`` when the check fails, unless
-    ``accept_mismatch`` (then ``report.ok`` is False)."""
+           min_agreement: float = 1.0, atol: float = 1e-4, accept_mismatch: bool = False,
+           input_names: Sequence[str] | None = None, dynamic: Mapping[str, Mapping[int, str]] | None = None,
+           ) -> ExportReport:
+    """Write ``obj`` as ONNX to ``path`` and check it on ``sample_inputs``: a fitted scikit-learn
+    estimator or pipeline (samples: an array of rows), or a PyTorch module (samples: its positional
+    input tensors/arrays; ``dynamic``: input name -> {axis: dimension name}, default the batch axis of
+    every input; ``input_names`` default ``x`` or ``input_0``...). ``ExportMismatch`` when the check
+    fails, unless ``accept_mismatch`` (then ``report.ok`` is False)."""
     target = _path(path)
     check_number(atol, "atol", minimum=0)
     check_number(min_agreement, "min_agreement", minimum=0)
     if min_agreement > 1:
         raise InvalidArgument(f"min_agreement is a fraction of labels, 0..1; got {min_agreement!r}")
     check_number(target_opset, "target_opset", minimum=7, integer=True, allow_none=True)
+    if is_torch_module(obj):
+        return _torch_export(obj, sample_inputs, target, input_names, dynamic, target_opset, atol,
+                             accept_mismatch)
     if not _is_sklearn(obj):
-        raise UnsupportedModel(f"dk.export takes a fitted scikit-learn estimator or pipeline today, got "
-                               f"{type(obj).__module__}.{type(obj).__name__} (PyTorch and Keras are next)")
+        raise UnsupportedModel(f"dk.export takes a fitted scikit-learn estimator or pipeline, or a PyTorch "
+                               f"module, got {type(obj).__module__}.{type(obj).__name__} (Keras is next)")
     samples = _samples(sample_inputs)
     proto = _from_sklearn(obj, samples, target_opset)
     onnx.save(proto, str(target))
@@ -93,6 +102,25 @@ def export(obj: Any, sample_inputs: Any, path: str | Path, *, target_opset: int 
     if not report.ok and not accept_mismatch:
         raise ExportMismatch(f"the exported model at {target} does not match the original on the samples: "
                              + ", ".join(f"{k} {v:.6g}" for k, v in report.figures.items())
+                             + " (pass accept_mismatch=True to keep it anyway)", report)
+    return report
+
+
+def _torch_export(module: Any, sample_inputs: Any, target: Path, input_names: Sequence[str] | None,
+                  dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None, atol: float,
+                  accept_mismatch: bool) -> ExportReport:
+    samples = arrays(sample_inputs)
+    names = export_torch(module, samples, target, input_names, dynamic, opset)
+    batch_dynamic = all(0 in dict((dynamic or {n: {0: "batch"} for n in names}).get(n, {})) for n in names)
+    figures = check_torch(module, target, samples, names, batch_dynamic)
+    ok = all(v <= atol for v in figures.values())
+    engine = load(str(target), "onnxruntime")
+    report = ExportReport(target, f"PyTorch {type(module).__name__}", [str(s) for s in engine.inputs],
+                          [str(s) for s in engine.outputs], int(samples[0].shape[0]), figures, ok)
+    engine.close()
+    if not ok and not accept_mismatch:
+        raise ExportMismatch(f"the exported model at {target} does not match the module on the samples: "
+                             + ", ".join(f"{k} {v:.3g}" for k, v in figures.items())
                              + " (pass accept_mismatch=True to keep it anyway)", report)
     return report
 

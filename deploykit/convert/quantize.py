@@ -157,6 +157,9 @@ def _build(quant: Any, name: str, prepared: Path, work: Path, samples: list[dict
            reduce_range: bool = False) -> Path | str:
     """The candidate's file, or why it could not be made."""
     out = work / f"{name}.onnx"
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the quantizer warns on the root logger per weight it skips
     try:
         if name == "int8-dynamic":
             # (not reduce_range: measured here it cost the dynamic candidates accuracy — cls worst cosine
@@ -171,6 +174,8 @@ def _build(quant: Any, name: str, prepared: Path, work: Path, samples: list[dict
                                   reduce_range=reduce_range, **only)
     except Exception as e:
         return f"the quantizer failed: {str(e).splitlines()[0][:200]}"
+    finally:
+        root.setLevel(level)
     return out
 
 

@@ -1,0 +1,120 @@
+"""PyTorch modules to ONNX for ``dk.export``: ``torch.onnx.export(..., dynamo=True)`` with the dynamic
+dimensions declared (the older exporter bakes sequence lengths into ``nn.TransformerEncoder``), then
+checked against the module on the samples — and, when the batch is dynamic, on one sample alone too,
+so a batch size baked into the graph is caught at export time rather than in production."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, InvalidArgument
+from ..loading import load
+
+
+def is_torch_module(obj: Any) -> bool:
+    """True for a ``torch.nn.Module`` (checked without importing torch)."""
+    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module"
+               for c in type(obj).__mro__)
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - the object is a torch module, so torch imports
+        raise BackendUnavailable(f"exporting PyTorch modules needs torch: pip install 'deploykit[torch]' "
+                                 f"({e})") from e
+    return torch
+
+
+def arrays(sample_inputs: Any) -> list[np.ndarray]:
+    """The module's positional inputs as arrays (a tensor/array, or a tuple/list of them)."""
+    items = list(sample_inputs) if isinstance(sample_inputs, (tuple, list)) else [sample_inputs]
+    out = []
+    for i, item in enumerate(items):
+        value = item.detach().cpu().numpy() if hasattr(item, "detach") else item
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf" or value.ndim == 0:
+            raise InvalidArgument(f"sample_inputs[{i}]: a tensor or array with a batch dimension, got "
+                                  f"{type(item).__name__}")
+        out.append(value)
+    if not out:
+        raise InvalidArgument("sample_inputs: give at least one input tensor")
+    return out
+
+
+def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_names: Sequence[str] | None,
+                 dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None) -> list[str]:
+    """Write the module's ONNX file; returns the input names used."""
+    torch = _torch()
+    names = list(input_names) if input_names is not None else \
+        (["x"] if len(samples) == 1 else [f"input_{i}" for i in range(len(samples))])
+    if len(names) != len(samples):
+        raise InvalidArgument(f"input_names: {len(names)} names for {len(samples)} inputs")
+    axes = dict(dynamic) if dynamic is not None else {n: {0: "batch"} for n in names}
+    unknown = sorted(set(axes) - set(names))
+    if unknown:
+        raise InvalidArgument(f"dynamic: no input {', '.join(map(repr, unknown))}; the inputs: "
+                              f"{', '.join(names)}")
+    dims: dict[str, Any] = {}
+    shapes = []
+    for name, sample in zip(names, samples):
+        spec = {}
+        for axis, label in dict(axes.get(name, {})).items():
+            if not isinstance(axis, int) or not -sample.ndim <= axis < sample.ndim:
+                raise InvalidArgument(f"dynamic[{name!r}]: axis {axis!r} is not an axis of a {sample.ndim}-d "
+                                      "input")
+            if label not in dims:
+                dims[label] = torch.export.Dim(str(label), min=1, max=2**20)
+            spec[axis % sample.ndim] = dims[label]
+        shapes.append(spec or None)
+    module.eval()
+    args = tuple(torch.from_numpy(np.ascontiguousarray(s)) for s in samples)
+    quiet = io.StringIO()
+    level = logging.getLogger("torch").level
+    logging.getLogger("torch").setLevel(logging.ERROR)  # its exporter logs each stage and missing extras
+    try:
+        with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, not the caller's
+            program = torch.onnx.export(module, args, dynamo=True, input_names=names,
+                                        dynamic_shapes=tuple(shapes), opset_version=opset, verbose=False)
+        program.save(str(target))
+    except Exception as e:
+        raise InvalidArgument(f"torch.onnx.export (dynamo) cannot export this {type(module).__name__}: "
+                              f"{str(e).splitlines()[0][:300]}") from e
+    finally:
+        logging.getLogger("torch").setLevel(level)
+    return names
+
+
+def check_torch(module: Any, target: Path, samples: list[np.ndarray], names: list[str],
+                batch_dynamic: bool) -> dict[str, float]:
+    """Largest difference per output between the module and the file, on the samples (and on the
+    first sample alone when the batch is dynamic)."""
+    torch = _torch()
+    engine = load(str(target), "onnxruntime")
+    outputs = [s.name for s in engine.outputs]
+    figures: dict[str, float] = {}
+    runs = [samples]
+    if batch_dynamic and samples[0].shape[0] > 1:
+        runs.append([s[:1] for s in samples])
+    for run in runs:
+        with torch.no_grad():
+            want = module(*(torch.from_numpy(np.ascontiguousarray(s)) for s in run))
+        wanted = [want] if hasattr(want, "detach") else list(want)
+        got = engine.run(dict(zip(names, run)))
+        suffix = "" if run is samples else " (batch 1)"
+        for name, ref in zip(outputs, wanted):
+            error = np.abs(got[name].astype(np.float64) - ref.detach().numpy().astype(np.float64))
+            figures[f"{name} max abs error{suffix}"] = float(error.max(initial=0.0))
+    engine.close()
+    return figures
+
+
+__all__ = ["arrays", "check_torch", "export_torch", "is_torch_module"]
