@@ -56,7 +56,7 @@ def prune(model: str | Path, samples: Any = None, *, output: str | Path,
     (each fraction a candidate), keep the fastest candidate within the gates, else the original.
     ``samples`` as ``quantize``'s ``calibration`` (what accuracy is checked on). Returns the report."""
     source = model_path(model)
-    target = output_path(output)
+    target = output_path(output, source)
     gates = Gates(accuracy, metric, max_drop, min_speedup, threads)
     shares = _fractions(fractions)
     proto = onnx.load(str(source))

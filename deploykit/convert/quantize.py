@@ -56,7 +56,7 @@ def quantize(model: str | Path, calibration: Any = None, *, output: str | Path, 
     a warning (accuracy on them says little). ``output``: where the kept candidate is written (nothing
     is written when the original is kept). Returns a :class:`QuantizeReport`."""
     source = model_path(model)
-    target = output_path(output)
+    target = output_path(output, source)
     gates = Gates(accuracy, metric, max_drop, min_speedup, threads)
     names = _candidate_names(candidates)
     quant = _ort_quantization()

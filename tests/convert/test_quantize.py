@@ -124,6 +124,7 @@ def test_no_calibration_warns_and_says_so(tmp_path: Path) -> None:
     ({"calibration": np.zeros((4, 1, 8, 7), np.float32)}, dk.InvalidArgument, "does not fit the model"),
     ({"metric": "accuracy"}, dk.InvalidArgument, "metric must be a callable"),
     ({"threads": 0}, dk.InvalidArgument, "threads"),
+    ({"output": str(MODEL_PATH)}, dk.InvalidArgument, "is the model itself"),
 ])
 def test_bad_arguments_are_refused_by_name(tmp_path: Path, kwargs: dict[str, Any], error: type,
                                            match: str) -> None:
