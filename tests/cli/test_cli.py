@@ -118,7 +118,7 @@ def test_module_and_version_via_subprocess() -> None:
 def test_the_table_of_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """One table lists the commands; the parser, the help and the dispatch all read it."""
     assert [c.name for c in COMMANDS] == ["demo", "info", "run", "bench", "backends", "probe", "tune",
-                                           "quantize", "serve"]
+                                           "quantize", "prune", "serve"]
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = " ".join(capsys.readouterr().out.split())

@@ -1,5 +1,5 @@
-"""``deploykit quantize``: the report printed, the kept model and the JSON written; bad arguments
-refused in one line with exit code 2 before any work."""
+"""``deploykit quantize`` and ``deploykit prune``: the report printed, the kept model and the JSON
+written; bad arguments refused in one line with exit code 2 before any work."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ def test_bad_arguments_end_in_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("deploykit quantize: error:") and message in err, err
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_prune_writes_the_kept_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    np.save(tmp_path / "s.npy", load_test_data()[0][:32])
+    out = tmp_path / "p.onnx"
+    code = main(["prune", str(MODEL_PATH), "-i", str(tmp_path / "s.npy"), "-o", str(out),
+                 "--min-speedup", "0", "--accuracy", "0", "--fractions", "0.25"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "deploykit prune" in printed and "units-25%" in printed and out.is_file()
+    assert main(["prune", str(MODEL_PATH), "-o", str(out), "--fractions", "half"]) == 2
+    assert "--fractions: 'half' is not a number" in capsys.readouterr().err
