@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
     from .convert.export import ExportReport, export
+    from .convert.optimize import OptimizeReport, optimize
     from .convert.prune import prune
     from .convert.quantize import quantize
     from .convert.report import QuantizeReport
@@ -65,6 +66,8 @@ _LAZY: dict[str, str] = {
     "tune": "deploykit.tuning",
     "quantize": "deploykit.convert.quantize",
     "prune": "deploykit.convert.prune",
+    "optimize": "deploykit.convert.optimize",
+    "OptimizeReport": "deploykit.convert.optimize",
     "export": "deploykit.convert.export",
     "ExportReport": "deploykit.convert.export",
     "QuantizeReport": "deploykit.convert.report",
@@ -105,6 +108,7 @@ __all__ = [
     "InvalidArgument",
     "ModelLoadError",
     "ModelNotFound",
+    "OptimizeReport",
     "PreprocessError",
     "Quantization",
     "QuantizeReport",
@@ -118,6 +122,7 @@ __all__ = [
     "compare",
     "export",
     "load",
+    "optimize",
     "preprocess",
     "probe",
     "prune",
