@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .backends import Availability, available_backends
     from .benchmark import BenchResult, bench
     from .comparison import Comparison, compare
+    from .convert.distill import distill
     from .convert.export import ExportReport, export
     from .convert.optimize import OptimizeReport, optimize
     from .convert.prune import prune
@@ -67,6 +68,7 @@ _LAZY: dict[str, str] = {
     "quantize": "deploykit.convert.quantize",
     "prune": "deploykit.convert.prune",
     "optimize": "deploykit.convert.optimize",
+    "distill": "deploykit.convert.distill",
     "OptimizeReport": "deploykit.convert.optimize",
     "export": "deploykit.convert.export",
     "ExportReport": "deploykit.convert.export",
@@ -120,6 +122,7 @@ __all__ = [
     "available_backends",
     "bench",
     "compare",
+    "distill",
     "export",
     "load",
     "optimize",
