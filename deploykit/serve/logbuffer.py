@@ -32,7 +32,6 @@ class BufferedStreamHandler(logging.Handler):
         self.interval, self.capacity, self.flush_level = interval, capacity, flush_level
         self._lines: list[str] = []
         self._size = 0
-        self._write_lock = threading.Lock()  # one writer at a time, lines kept in order
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="deploykit-log", daemon=True)
         self._thread.start()
@@ -51,9 +50,10 @@ class BufferedStreamHandler(logging.Handler):
             self.flush()
 
     def flush(self) -> None:
-        with self._write_lock:
-            with self.lock:  # type: ignore[union-attr]
-                lines, self._lines, self._size = self._lines, [], 0
+        # the handler's own lock, which logging already holds around emit(): one lock, so a flush from
+        # emit and one from the background thread cannot wait on each other; lines stay in order
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines, self._size = self._lines, [], 0
             if not lines:
                 return
             try:
