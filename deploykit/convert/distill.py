@@ -95,8 +95,12 @@ def distill(teacher: str | Path, student: Any, data: Any, *, output: str | Path,
                input_names=[input_name])
         _rename_output(student_path, target)
         teacher_view = _only_output(source, target, work)
-        rows, chosen, path = judge(teacher_view, engine_for(teacher_view, threads, "the teacher"),
-                                   {"student": student_path}, samples, gates, destination)
+        compared = engine_for(teacher_view, threads, "the teacher")
+        try:
+            rows, chosen, path = judge(teacher_view, compared, {"student": student_path}, samples, gates,
+                                       destination)
+        finally:
+            compared.close()
     finally:
         engine.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -50,8 +50,10 @@ def arrays(sample_inputs: Any) -> list[np.ndarray]:
 
 
 def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_names: Sequence[str] | None,
-                 dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None) -> list[str]:
-    """Write the module's ONNX file; returns the input names used."""
+                 dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None,
+                 ) -> tuple[list[str], bool]:
+    """Write the module's ONNX file; returns the input names used and whether every input's first
+    axis (the batch) is dynamic."""
     torch = _torch()
     names = list(input_names) if input_names is not None else \
         (["x"] if len(samples) == 1 else [f"input_{i}" for i in range(len(samples))])
@@ -90,16 +92,17 @@ def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_nam
                               f"{str(e).splitlines()[0][:300]}") from e
     finally:
         logging.getLogger("torch").setLevel(level)
-    return names
+    return names, all(spec is not None and 0 in spec for spec in shapes)
 
 
 def check_torch(module: Any, target: Path, samples: list[np.ndarray], names: list[str],
-                batch_dynamic: bool) -> dict[str, float]:
+                batch_dynamic: bool) -> tuple[dict[str, float], list[str], list[str]]:
     """Largest difference per output between the module and the file, on the samples (and on the
-    first sample alone when the batch is dynamic)."""
+    first sample alone when the batch is dynamic); and the file's inputs and outputs as text."""
     torch = _torch()
     engine = load(str(target), "onnxruntime")
     outputs = [s.name for s in engine.outputs]
+    described = [str(s) for s in engine.inputs], [str(s) for s in engine.outputs]
     figures: dict[str, float] = {}
     runs = [samples]
     if batch_dynamic and samples[0].shape[0] > 1:
@@ -114,7 +117,7 @@ def check_torch(module: Any, target: Path, samples: list[np.ndarray], names: lis
             error = np.abs(got[name].astype(np.float64) - ref.detach().numpy().astype(np.float64))
             figures[f"{name} max abs error{suffix}"] = float(error.max(initial=0.0))
     engine.close()
-    return figures
+    return figures, *described
 
 
 __all__ = ["arrays", "check_torch", "export_torch", "is_torch_module"]
