@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from types import SimpleNamespace
 from typing import Any
@@ -81,19 +81,6 @@ class Request:
             state = SimpleNamespace(**(state or {}))
             self.scope["state"] = state
         return state
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        """The body's chunks as they arrive; ``Disconnected`` when the client leaves first."""
-        while True:
-            message = await self.receive()
-            kind = message["type"]
-            if kind == "http.disconnect":
-                raise Disconnected()
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
 
 
 class Response:

@@ -9,7 +9,6 @@ about 1 µs a request, where prometheus_client's own Counter and Histograms cost
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
@@ -178,10 +177,6 @@ class Metrics:
         """The Prometheus text exposition (``CONTENT_TYPE_LATEST``) of every family."""
         return generate_latest(self.registry)
 
-    def asgi_app(self) -> MetricsApp:
-        """A plain ASGI app answering every request with the exposition."""
-        return MetricsApp(self)
-
     # -- helpers ---------------------------------------------------------------------------------
     def _new_request_series(self, model: str, version: str | int, protocol: str) -> _RequestSeries:
         with self._lock:
@@ -255,23 +250,8 @@ class _Families(Collector):
         return list(self._metrics._families())
 
 
-class MetricsApp:
-    """A plain ASGI app answering with ``metrics``' exposition, built in a worker thread (a scrape of
-    many series takes milliseconds that the event loop should not wait for)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = await asyncio.get_running_loop().run_in_executor(None, self.metrics.exposition)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
 #: The exposition's Content-Type.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 __all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "LATENCY_BUCKETS", "MAX_LABEL_SETS", "OUTCOMES", "OVERFLOW",
-           "Metrics", "MetricsApp", "outcome_of"]
+           "Metrics", "outcome_of"]
