@@ -40,6 +40,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +229,7 @@ class Case:
 
 
 def request_bytes(model: str, x: np.ndarray, encoding: str) -> bytes:
-    inp = {"name": "images" if model == "digits" else "x", "shape": list(x.shape), "datatype": "FP32"}
+    inp = {"name": input_name(model), "shape": list(x.shape), "datatype": "FP32"}
     extra = b""
     if encoding == "json":
         body = json.dumps({"inputs": [{**inp, "data": x.ravel().tolist()}]}).encode()
@@ -259,9 +260,11 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return status, await reader.readexactly(length)
 
 
-async def _load(port: int, req: bytes, clients: int, warmup: float, duration: float,
-                pid: int) -> dict[str, float]:
-    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+async def _drive(calls: list[Callable[[], Awaitable[bool]]], warmup: float, duration: float,
+                 pid: int) -> dict[str, float]:
+    """Each ``call`` (one per simulated client: one request, True when it succeeded) repeated until
+    ``warmup + duration`` seconds; the requests ending inside the measured window give infer/s, p50,
+    p99 and errors, and the server's CPU time over the window (utime+stime of ``pid``'s tree)."""
     loop = asyncio.get_running_loop()
     t_start = loop.time()
     t0, t1 = t_start + warmup, t_start + warmup + duration
@@ -269,15 +272,15 @@ async def _load(port: int, req: bytes, clients: int, warmup: float, duration: fl
     errors = [0]
     cpu: dict[str, float] = {}
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def worker(call: Callable[[], Awaitable[bool]]) -> None:
         while True:
             s = loop.time()
             if s >= t1:
                 return
-            status, _ = await _exchange(reader, writer, req)
+            ok = await call()
             e = loop.time()
             if t0 <= e < t1:
-                if status == 200:
+                if ok:
                     latencies.append(e - s)
                 else:
                     errors[0] += 1
@@ -288,15 +291,29 @@ async def _load(port: int, req: bytes, clients: int, warmup: float, duration: fl
         await asyncio.sleep(max(0.0, t1 - loop.time()))
         cpu["b"] = cpu_seconds(pid)
 
-    try:
-        await asyncio.gather(meter(), *(worker(r, w) for r, w in conns))
-    finally:
-        for _, w in conns:
-            w.close()
+    await asyncio.gather(meter(), *(worker(c) for c in calls))
     n = len(latencies)
     lat = np.asarray(latencies) * 1e3 if n else np.asarray([np.nan])
     return {"rate": n / duration, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
             "cpu_ms": (cpu["b"] - cpu["a"]) * 1e3 / n if n else float("nan"), "errors": errors[0]}
+
+
+async def _load(port: int, req: bytes, clients: int, warmup: float, duration: float,
+                pid: int) -> dict[str, float]:
+    """``_drive`` over HTTP/1.1: one persistent connection per client, ``req`` sent as it is."""
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+
+    def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Callable[[], Awaitable[bool]]:
+        async def call() -> bool:
+            status, _ = await _exchange(reader, writer, req)
+            return status == 200
+        return call
+
+    try:
+        return await _drive([client(r, w) for r, w in conns], warmup, duration, pid)
+    finally:
+        for _, w in conns:
+            w.close()
 
 
 def check(server: Server, model: str, x: np.ndarray, encoding: str, expected: np.ndarray) -> None:
@@ -350,51 +367,27 @@ def _grpc_inputs(model: str, x: np.ndarray) -> list:
 
 async def _load_grpc(port: int, model: str, x: np.ndarray, clients: int, warmup: float, duration: float,
                      pid: int) -> dict[str, float]:
-    """``_load`` over KServe v2 gRPC: one InferenceServerClient (so one HTTP/2 channel) per client."""
+    """``_drive`` over KServe v2 gRPC: one InferenceServerClient (so one HTTP/2 channel) per client."""
     from tritonclient.grpc.aio import InferenceServerClient
     from tritonclient.utils import InferenceServerException
 
     conns = [InferenceServerClient(f"127.0.0.1:{port}") for _ in range(clients)]
     inputs = _grpc_inputs(model, x)  # read-only once built: shared by the workers
-    loop = asyncio.get_running_loop()
-    t_start = loop.time()
-    t0, t1 = t_start + warmup, t_start + warmup + duration
-    latencies: list[float] = []
-    errors = [0]
-    cpu: dict[str, float] = {}
 
-    async def worker(client: InferenceServerClient) -> None:
-        while True:
-            s = loop.time()
-            if s >= t1:
-                return
-            ok = True
+    def client(grpc: InferenceServerClient) -> Callable[[], Awaitable[bool]]:
+        async def call() -> bool:
             try:
-                await client.infer(model, inputs)
+                await grpc.infer(model, inputs)
             except InferenceServerException:
-                ok = False
-            e = loop.time()
-            if t0 <= e < t1:
-                if ok:
-                    latencies.append(e - s)
-                else:
-                    errors[0] += 1
-
-    async def meter() -> None:
-        await asyncio.sleep(max(0.0, t0 - loop.time()))
-        cpu["a"] = cpu_seconds(pid)
-        await asyncio.sleep(max(0.0, t1 - loop.time()))
-        cpu["b"] = cpu_seconds(pid)
+                return False
+            return True
+        return call
 
     try:
-        await asyncio.gather(meter(), *(worker(c) for c in conns))
+        return await _drive([client(c) for c in conns], warmup, duration, pid)
     finally:
         for c in conns:
             await c.close()
-    n = len(latencies)
-    lat = np.asarray(latencies) * 1e3 if n else np.asarray([np.nan])
-    return {"rate": n / duration, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-            "cpu_ms": (cpu["b"] - cpu["a"]) * 1e3 / n if n else float("nan"), "errors": errors[0]}
 
 
 def check_grpc(server: Server, model: str, x: np.ndarray, expected: np.ndarray) -> None:
