@@ -4,7 +4,6 @@ metrics, the bearer token, request ids (real uvicorn on the loopback, plain HTTP
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,9 @@ pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-cli
 
 from deploykit.serve import Server
 from tests._support.serving import call, digits_repository
+from tests.concurrency import run_in_threads
+
+CLIENTS = 32
 
 
 def infer_body(images: np.ndarray) -> bytes:
@@ -34,23 +36,24 @@ def batched_repo(tmp_path: Path) -> Path:
 def test_batched_model_answers_each_client_exactly_and_metrics_count(batched_repo: Path) -> None:
     images, _ = load_test_data()
     want = dk.load(MODEL_PATH, backend="onnxruntime").run({"images": images})["label"]
-    problems: list[str] = []
+    sent = [0] * CLIENTS  # per client: how many of its digits it has sent (only its thread counts)
     with Server(batched_repo, port=0) as server:
         url = f"{server.url}/v2/models/digits/infer"
 
-        def client(k: int) -> None:
-            for i in range(k, len(images), 32):  # 32 clients, each its own digits
-                status, _, raw = call(url, infer_body(images[i:i + 1]), {"Content-Type": "application/json"})
-                out = {o["name"]: o for o in json.loads(raw)["outputs"]} if status == 200 else {}
-                if status != 200 or out["label"]["data"] != [int(want[i])]:
-                    problems.append(f"digit {i}: {status} {raw[:200]!r}")
+        def client(k: int) -> str | None:
+            i = k + CLIENTS * sent[k]  # each client its own digits: k, k + 32, ...
+            sent[k] += 1
+            if i >= len(images):
+                return None
+            status, _, raw = call(url, infer_body(images[i:i + 1]), {"Content-Type": "application/json"})
+            out = {o["name"]: o for o in json.loads(raw)["outputs"]} if status == 200 else {}
+            if status != 200 or out["label"]["data"] != [int(want[i])]:
+                return f"digit {i}: {status} {raw[:200]!r}"
+            return None
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        results = run_in_threads(client, CLIENTS, -(-len(images) // CLIENTS))
         status, headers, text = call(f"{server.url}/metrics")
+    problems = [p for per_client in results for p in per_client if p]
     assert not problems, problems[:3]
     assert status == 200 and headers["content-type"].startswith("text/plain")
     metrics = text.decode()

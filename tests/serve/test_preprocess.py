@@ -5,7 +5,6 @@ batching, and bad pixels or a pipeline that does not fit the model refused with 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from deploykit.serve import Server
 from deploykit.serve.repository import RepositoryError, scan
 from tests import models
 from tests._support.serving import call
+from tests.concurrency import run_in_threads
 
 PIPELINE = {"op": "letterbox", "size": [16, 24], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 JSON = {"Content-Type": "application/json"}
@@ -82,24 +82,21 @@ def test_preprocessed_requests_batch_and_each_gets_its_own_answer(tmp_path: Path
     pipeline = dk.preprocess.Pipeline.letterbox((16, 24), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     repo = repository(tmp_path, {"preprocess": {"input": "x", "pipeline": PIPELINE},
                                  "batching": {"max_batch_size": 8, "max_queue_delay_ms": 2}})
-    problems: list[str] = []
+    sent = [0] * 8  # per client: images sent so far (only its thread counts)
     with Server(repo, port=0) as server:
-        def client(k: int) -> None:
-            for i in range(6):
-                image = pixels(100 * k + i, (10 + k, 12 + i, 3))
-                status, _, raw = call(f"{server.url}/v2/models/img/infer", v2_uint8(image), JSON)
-                if status != 200:
-                    problems.append(f"{k}/{i}: {status} {raw[:200]!r}")
-                    continue
-                out = json.loads(raw)["outputs"][0]
-                got = np.asarray(out["data"], np.float32).reshape(out["shape"])
-                if not np.array_equal(got, pipeline(image)):
-                    problems.append(f"{k}/{i}: a different tensor")
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        def client(k: int) -> str | None:
+            i = sent[k]
+            sent[k] += 1
+            image = pixels(100 * k + i, (10 + k, 12 + i, 3))  # sizes differ per client and request
+            status, _, raw = call(f"{server.url}/v2/models/img/infer", v2_uint8(image), JSON)
+            if status != 200:
+                return f"{k}/{i}: {status} {raw[:200]!r}"
+            out = json.loads(raw)["outputs"][0]
+            got = np.asarray(out["data"], np.float32).reshape(out["shape"])
+            return None if np.array_equal(got, pipeline(image)) else f"{k}/{i}: a different tensor"
+
+        results = run_in_threads(client, 8, 6)
+    problems = [p for per_client in results for p in per_client if p]
     assert not problems, problems[:3]
 
 
