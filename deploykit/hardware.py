@@ -53,13 +53,9 @@ def runtime_distributions() -> dict[str, tuple[str, ...]]:
     backend's ``distributions`` (and its companions', e.g. TensorRT for onnxruntime), then
     ``OTHER_DISTRIBUTIONS``."""
     table: dict[str, tuple[str, ...]] = {}
-    for name in registry.names():
-        try:
-            cls = registry.backend_class(name)
-        except BackendUnavailable:
-            continue
+    for cls in registry.classes():
         if cls.distributions:
-            table[name] = cls.distributions
+            table[cls.name] = cls.distributions
         for runtime, dists in cls.companion_distributions.items():
             table.setdefault(runtime, dists)
     for runtime, dists in OTHER_DISTRIBUTIONS.items():
@@ -285,14 +281,10 @@ def _conflicting_builds(runtimes: Mapping[str, str]) -> list[str]:
     """A note per backend whose distributions are builds of one package (``distributions_conflict``)
     of which more than one is installed."""
     notes = []
-    for name in registry.names():
-        try:
-            cls = registry.backend_class(name)
-        except BackendUnavailable:
-            continue
+    for cls in registry.classes():
         several = [d for d in cls.distributions if d in runtimes]
         if cls.distributions_conflict and len(several) > 1:
-            notes.append(f"several {name} distributions are installed ({', '.join(several)}); they "
+            notes.append(f"several {cls.name} distributions are installed ({', '.join(several)}); they "
                          "share one package folder, so the last one installed wins — keep only one")
     return notes
 

@@ -93,14 +93,7 @@ def no_candidate(label: str, fmt: str, plan: Plan, options: Mapping[str, Any],
                  several: bool = False) -> NoReturn:
     """Raise the error that fits a plan with no viable candidate: no backend for the format, options
     no backend takes, or every candidate rejected (each with its reason)."""
-    fits = []
-    for name in registry.names():
-        try:
-            cls = registry.backend_class(name)
-        except BackendUnavailable:
-            continue
-        if fmt in cls.formats:
-            fits.append(cls)
+    fits = [cls for cls in registry.classes() if fmt in cls.formats]
     if not fits:
         raise BackendUnavailable(f"{label}: no registered backend loads {fmt} models yet")
     unknown = sorted(k for k in options if not any(k in cls.option_names for cls in fits))

@@ -99,6 +99,18 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
+def classes() -> list[type[Backend]]:
+    """The adapter class of every registered backend that imports, in registry order (one that does
+    not import is left out; ``available_backends`` says why)."""
+    out = []
+    for name in names():
+        try:
+            out.append(backend_class(name))
+        except BackendUnavailable:
+            continue
+    return out
+
+
 def canonical_name(name: str) -> str:
     """The registry name for ``name`` (case-insensitive, aliases resolved); ``UnknownBackend`` else."""
     if not isinstance(name, str):
@@ -197,6 +209,7 @@ __all__ = [
     "available_backends",
     "backend_class",
     "canonical_name",
+    "classes",
     "names",
     "register",
     "unregister",
