@@ -71,7 +71,7 @@ def quantize(model: str | Path, calibration: Any = None, *, output: str | Path, 
     notes = [] if calibration is not None else [
         "calibration: none given, made-up inputs used — accuracy on them says little about real data"]
     reduce_range = not int8_dot_products()
-    if reduce_range:
+    if reduce_range and any(n.startswith("int8-static") for n in names):
         notes.append("this CPU has no VNNI/AMX int8 dot products: the static candidates' weights use 7 bits "
                      "(reduce_range), as ONNX Runtime advises — uint8 x int8 products saturate in its AVX2 "
                      "kernels otherwise (rapidocr cls worst cosine 0.07 -> 0.96)")
