@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck portable unit zoo sanitize clean
+.PHONY: demo test lint typecheck portable unit zoo sanitize clean onnx2tf-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(TEST_STAMP)
+unit: $(TEST_STAMP) onnx2tf-env
 	$(BIN)/python -m pytest
+
+# dk.to_tflite's onnx2tf environment (TensorFlow 2.19 & co, ~2.6 GB, ~2 min) in deploykit's cache folder,
+# made by deploykit's own code as a user's first call would; nothing to do once it is there
+onnx2tf-env: $(STAMP)
+	$(BIN)/python -m deploykit.convert.onnx2tf_env
 
 # fetch the real-model zoo into the cache ahead of time (tests fetch on first use anyway)
 zoo: $(STAMP)

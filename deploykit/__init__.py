@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from .convert.prune import prune
     from .convert.quantize import quantize
     from .convert.report import QuantizeReport
+    from .convert.tflite import TFLiteReport, to_tflite
     from .engine import Engine
     from .hardware import HardwareReport, probe
     from .loading import load
@@ -73,6 +74,8 @@ _LAZY: dict[str, str] = {
     "export": "deploykit.convert.export",
     "ExportReport": "deploykit.convert.export",
     "QuantizeReport": "deploykit.convert.report",
+    "to_tflite": "deploykit.convert.tflite",
+    "TFLiteReport": "deploykit.convert.tflite",
 }
 
 logging.getLogger("deploykit").addHandler(logging.NullHandler())
@@ -115,6 +118,7 @@ __all__ = [
     "Quantization",
     "QuantizeReport",
     "SpecNotFound",
+    "TFLiteReport",
     "TensorSpec",
     "UnknownBackend",
     "UnknownOption",
@@ -131,5 +135,6 @@ __all__ = [
     "prune",
     "quantize",
     "serve",
+    "to_tflite",
     "tune",
 ]

@@ -21,15 +21,15 @@ from typing import TextIO
 
 from ..errors import BackendError, DeployKitError, DeployKitWarning, InvalidArgument
 from ..version import __version__
-from . import backends, bench, demo, info, probe, prune, quantize, run, serve, tune
+from . import backends, bench, convert, demo, export, info, probe, prune, quantize, run, serve, tune
 from .command import Command
 from .options import Parser, cli_wording
 
 #: Every command, in the order ``deploykit --help`` lists them. Add a command here (a module with a
 #: ``COMMAND``) and nowhere else.
 COMMANDS: tuple[Command, ...] = (demo.COMMAND, info.COMMAND, run.COMMAND, bench.COMMAND,
-                                 backends.COMMAND, probe.COMMAND, tune.COMMAND, quantize.COMMAND,
-                                 prune.COMMAND, serve.COMMAND)
+                                 backends.COMMAND, probe.COMMAND, tune.COMMAND, export.COMMAND,
+                                 convert.COMMAND, quantize.COMMAND, prune.COMMAND, serve.COMMAND)
 
 
 def build_parser() -> Parser:

@@ -1,11 +1,11 @@
 """``dk.export``: a trained model to an ONNX file, checked against the original on the user's samples
 right away — a failing check is an error unless the caller accepts it.
 
-Today: scikit-learn estimators and pipelines (skl2onnx; classifiers with plain ``label`` and
-``probabilities`` outputs, not ZipMap). Next (issue 14): PyTorch (``torch.onnx.export(dynamo=True)``)
-and Keras (``model.export(format="onnx")``).
+Three sources: scikit-learn estimators and pipelines (skl2onnx; classifiers with plain ``label``
+and ``probabilities`` outputs, not ZipMap), PyTorch modules (``torch.onnx.export(dynamo=True)``,
+torch_export.py) and Keras 3 models (``model.export(format="onnx")``, keras_export.py).
 
-The check: the original's ``predict`` (and ``predict_proba`` / ``decision_function`` when it has
+The scikit-learn check: the original's ``predict`` (and ``predict_proba`` / ``decision_function`` when it has
 them) against the ONNX model run by deploykit on the same samples: label agreement (fraction equal)
 and the largest difference of the scores. Thresholds: ``min_agreement`` (default 1.0: every label)
 and ``atol`` (default 1e-4 on probabilities and scores; float32 in the file against float64 in
@@ -27,6 +27,7 @@ from ..arguments import check_number
 from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
 from ..loading import load
 from ..reprs import html_table
+from .keras_export import backend_of, check_keras, export_keras, is_keras_model
 from .torch_export import arrays, check_torch, export_torch, is_torch_module
 
 
@@ -79,31 +80,32 @@ def export(obj: Any, sample_inputs: Any, path: str | Path, *, target_opset: int 
            input_names: Sequence[str] | None = None, dynamic: Mapping[str, Mapping[int, str]] | None = None,
            ) -> ExportReport:
     """Write ``obj`` as ONNX to ``path`` and check it on ``sample_inputs``: a fitted scikit-learn
-    estimator or pipeline (samples: an array of rows), or a PyTorch module (samples: its positional
+    estimator or pipeline (samples: an array of rows), a PyTorch module (samples: its positional
     input tensors/arrays; ``dynamic``: input name -> {axis: dimension name}, default the batch axis of
-    every input; ``input_names`` default ``x`` or ``input_0``...). ``ExportMismatch`` when the check
-    fails, unless ``accept_mismatch`` (then ``report.ok`` is False)."""
+    every input; ``input_names`` default ``x`` or ``input_0``...), or a Keras 3 model (samples: its
+    input arrays; the dynamic axes are those its ``Input`` leaves ``None``). ``ExportMismatch`` when
+    the check fails, unless ``accept_mismatch`` (then ``report.ok`` is False)."""
     target = _path(path)
     check_number(atol, "atol", minimum=0)
     check_number(min_agreement, "min_agreement", minimum=0)
     if min_agreement > 1:
         raise InvalidArgument(f"min_agreement is a fraction of labels, 0..1; got {min_agreement!r}")
     check_number(target_opset, "target_opset", minimum=7, integer=True, allow_none=True)
-    if is_torch_module(obj):
+    if is_torch_module(obj) and not is_keras_model(obj):  # a torch-backend Keras layer is a Module too
         return _torch_export(obj, sample_inputs, target, input_names, dynamic, target_opset, atol,
                              accept_mismatch)
+    if is_keras_model(obj):
+        if input_names is not None or dynamic is not None:
+            raise InvalidArgument("input_names and dynamic are for PyTorch modules: a Keras model's input "
+                                  "names and dynamic axes come from its Input layers")
+        return _keras_export(obj, sample_inputs, target, target_opset, atol, accept_mismatch)
     if not _is_sklearn(obj):
-        raise UnsupportedModel(f"dk.export takes a fitted scikit-learn estimator or pipeline, or a PyTorch "
-                               f"module, got {type(obj).__module__}.{type(obj).__name__} (Keras is next)")
+        raise UnsupportedModel(f"dk.export takes a fitted scikit-learn estimator or pipeline, a PyTorch "
+                               f"module or a Keras model, got {type(obj).__module__}.{type(obj).__name__}")
     samples = _samples(sample_inputs)
     proto = _from_sklearn(obj, samples, target_opset)
     onnx.save(proto, str(target))
-    report = _check(obj, target, samples, min_agreement, atol)
-    if not report.ok and not accept_mismatch:
-        raise ExportMismatch(f"the exported model at {target} does not match the original on the samples: "
-                             + ", ".join(f"{k} {v:.6g}" for k, v in report.figures.items())
-                             + " (pass accept_mismatch=True to keep it anyway)", report)
-    return report
+    return _checked(_check(obj, target, samples, min_agreement, atol), "the original", accept_mismatch)
 
 
 def _torch_export(module: Any, sample_inputs: Any, target: Path, input_names: Sequence[str] | None,
@@ -115,9 +117,25 @@ def _torch_export(module: Any, sample_inputs: Any, target: Path, input_names: Se
     ok = all(v <= atol for v in figures.values())
     report = ExportReport(target, f"PyTorch {type(module).__name__}", inputs, outputs,
                           int(samples[0].shape[0]), figures, ok)
-    if not ok and not accept_mismatch:
-        raise ExportMismatch(f"the exported model at {target} does not match the module on the samples: "
-                             + ", ".join(f"{k} {v:.3g}" for k, v in figures.items())
+    return _checked(report, "the module", accept_mismatch)
+
+
+def _keras_export(model: Any, sample_inputs: Any, target: Path, opset: int | None, atol: float,
+                  accept_mismatch: bool) -> ExportReport:
+    samples = arrays(sample_inputs)
+    export_keras(model, samples, target, opset)
+    figures, inputs, outputs = check_keras(model, target, samples)
+    ok = all(v <= atol for v in figures.values())
+    report = ExportReport(target, f"Keras {type(model).__name__} ({backend_of(model)} backend)", inputs,
+                          outputs, int(samples[0].shape[0]), figures, ok)
+    return _checked(report, "model.predict", accept_mismatch)
+
+
+def _checked(report: ExportReport, original: str, accept_mismatch: bool) -> ExportReport:
+    """The report, or ``ExportMismatch`` naming each figure when the check failed and was not accepted."""
+    if not report.ok and not accept_mismatch:
+        raise ExportMismatch(f"the exported model at {report.path} does not match {original} on the "
+                             "samples: " + ", ".join(f"{k} {v:.6g}" for k, v in report.figures.items())
                              + " (pass accept_mismatch=True to keep it anyway)", report)
     return report
 

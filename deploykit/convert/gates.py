@@ -90,7 +90,7 @@ def samples_for(engine: Engine, data: Any, argument: str, step: str) -> list[dic
     None: made-up inputs, with a warning."""
     names = [s.name for s in engine.inputs]
     if data is None:
-        warn(f"{step}: no {argument} given; made-up inputs are what the candidates are checked on (pass "
+        warn(f"{step}: no {argument} given; made-up inputs are what the results are checked on (pass "
              "real samples: accuracy on made-up inputs says little)", DeployKitWarning)
         return [synthesize(engine.inputs, batch=1, seed=i).feeds for i in range(8)]
     if isinstance(data, np.ndarray):

@@ -76,7 +76,11 @@ def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_nam
                 dims[label] = torch.export.Dim(str(label), min=1, max=2**20)
             spec[axis % sample.ndim] = dims[label]
         shapes.append(spec or None)
-    module.eval()
+    try:
+        module.eval()
+        program_module = False
+    except NotImplementedError:  # a torch.export program's module: already an inference graph
+        program_module = True
     args = tuple(torch.from_numpy(np.ascontiguousarray(s)) for s in samples)
     quiet = io.StringIO()
     level = logging.getLogger("torch").level
@@ -84,6 +88,8 @@ def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_nam
     try:
         with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, not the caller's
+            if program_module:
+                warnings.filterwarnings("ignore", "Exporting a model while it is in training mode")
             program = torch.onnx.export(module, args, dynamo=True, input_names=names,
                                         dynamic_shapes=tuple(shapes), opset_version=opset, verbose=False)
         program.save(str(target))
