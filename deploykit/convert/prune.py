@@ -9,16 +9,20 @@ the graph computes the same function minus that unit, with smaller matrices. Uni
 product of the L2 norms of their incoming and outgoing weights; candidates remove 25%, 50% and 75%
 of each chain's units (``fractions``).
 
-Not done, and why: unstructured magnitude pruning (zeros in dense kernels give ONNX Runtime no speed
-at all — it would only be compression); channel pruning of CNNs (a channel's removal must follow
-depthwise convolutions, residual adds and squeeze-excite gates that tie channels together — a
-dependency analysis this module does not have yet).
+Unstructured magnitude pruning (``magnitude``: shares of each Conv/MatMul/Gemm weight's smallest
+entries set to zero) is offered as what it is — compression only: zeros in dense kernels give ONNX
+Runtime no speed, so the speed gate refuses it and the report states the compressed sizes.
+
+Not done, and why: channel pruning of CNNs (a channel's removal must follow depthwise convolutions,
+residual adds and squeeze-excite gates that tie channels together — a dependency analysis this
+module does not have yet).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +35,14 @@ from onnx import numpy_helper
 from ..arguments import check_number
 from ..errors import InvalidArgument
 from .gates import Gates, engine_for, judge, model_path, output_path, samples_for
-from .report import QuantizeReport
+from .report import ORIGINAL, QuantizeReport
 
 #: Elementwise ops a hidden unit passes through unchanged in position.
 ELEMENTWISE = frozenset({"Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Selu", "Softplus", "Gelu",
                          "HardSigmoid", "HardSwish", "Identity"})
 FRACTIONS = (0.25, 0.5, 0.75)
+#: Ops whose second input is the weight magnitude pruning zeroes.
+WEIGHTED = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
 
 @dataclass(frozen=True)
@@ -51,14 +57,17 @@ class Chain:
 def prune(model: str | Path, samples: Any = None, *, output: str | Path,
           fractions: Iterable[float] = FRACTIONS, accuracy: float = 0.99,
           metric: Callable[[dict[str, np.ndarray]], float] | None = None, max_drop: float = 0.01,
-          min_speedup: float = 1.1, threads: int = 1) -> QuantizeReport:
+          min_speedup: float = 1.1, threads: int = 1, magnitude: Iterable[float] = ()) -> QuantizeReport:
     """Remove the least important hidden units of every dense chain of the ONNX model at ``model``
     (each fraction a candidate), keep the fastest candidate within the gates, else the original.
-    ``samples`` as ``quantize``'s ``calibration`` (what accuracy is checked on). Returns the report."""
+    ``samples`` as ``quantize``'s ``calibration`` (what accuracy is checked on). ``magnitude``: shares
+    of weights to zero, unstructured — one compression-only candidate each (``[]``: none; the
+    report gives their compressed sizes). Returns the report."""
     source = model_path(model)
     target = output_path(output, source)
     gates = Gates(accuracy, metric, max_drop, min_speedup, threads)
     shares = _fractions(fractions)
+    zeroed = _fractions(magnitude, "magnitude", allow_empty=True)
     proto = onnx.load(str(source))
     chains = find_chains(proto)
     original = engine_for(source, threads, "the original model")
@@ -76,6 +85,15 @@ def prune(model: str | Path, samples: Any = None, *, output: str | Path,
             path = work / f"{name}.onnx"
             onnx.save(pruned(proto, share), str(path))
             built[name] = path
+        if zeroed:
+            notes.append(f"{ORIGINAL}: {_compressed(source.read_bytes())} KiB compressed (zlib)")
+        for share in zeroed:
+            name = f"magnitude-{round(share * 100)}%"
+            path = work / f"{name}.onnx"
+            onnx.save(magnitude_pruned(proto, share), str(path))
+            built[name] = path
+            notes.append(f"{name}: compression only (zeros cost dense kernels the same time); "
+                         f"{_compressed(path.read_bytes())} KiB compressed (zlib)")
         rows, chosen, path = judge(source, original, built, data, gates, target)
     finally:
         original.close()
@@ -83,18 +101,22 @@ def prune(model: str | Path, samples: Any = None, *, output: str | Path,
     return QuantizeReport(str(source), chosen.name, path, rows, len(data), threads, notes, step="prune")
 
 
-def _fractions(fractions: Iterable[float]) -> list[float]:
+def _fractions(fractions: Iterable[float], argument: str = "fractions", allow_empty: bool = False
+               ) -> list[float]:
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
-        raise InvalidArgument(f"fractions must be a list of shares of units to remove, got {fractions!r}")
+        raise InvalidArgument(f"{argument} must be a list of shares to remove, got {fractions!r}")
     shares = list(fractions)
     for share in shares:
-        check_number(share, "fractions", above=0)
+        check_number(share, argument, above=0)
         if share >= 1:
-            raise InvalidArgument(f"fractions are shares of units to remove, above 0 and below 1; got "
-                                  f"{share!r}")
-    if not shares:
-        raise InvalidArgument("fractions is empty: give at least one share of units to remove")
+            raise InvalidArgument(f"{argument} are shares to remove, above 0 and below 1; got {share!r}")
+    if not shares and not allow_empty:
+        raise InvalidArgument(f"{argument} is empty: give at least one share to remove")
     return shares
+
+
+def _compressed(data: bytes) -> int:
+    return round(len(zlib.compress(data, 6)) / 1024)
 
 
 def find_chains(proto: onnx.ModelProto) -> list[Chain]:
@@ -185,8 +207,31 @@ def pruned(proto: onnx.ModelProto, share: float) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(model)
 
 
+def magnitude_pruned(proto: onnx.ModelProto, share: float) -> onnx.ModelProto:
+    """A copy of ``proto`` with ``share`` of each Conv/ConvTranspose/MatMul/Gemm constant weight's
+    entries (the smallest in magnitude, per tensor) set to zero; shapes unchanged."""
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    weights = {i.name: i for i in model.graph.initializer}
+    done: set[str] = set()
+    for node in model.graph.node:
+        name = node.input[1] if node.op_type in WEIGHTED and len(node.input) > 1 else ""
+        if name not in weights or name in done:
+            continue
+        value = numpy_helper.to_array(weights[name])
+        if value.ndim < 2 or value.dtype.kind != "f":
+            continue
+        count = int(value.size * share)
+        if count:
+            flat = value.reshape(-1).copy()
+            flat[np.argpartition(np.abs(flat), count - 1)[:count]] = 0
+            _replace(weights[name], flat.reshape(value.shape))
+        done.add(name)
+    return model
+
+
 def _replace(tensor: onnx.TensorProto, value: np.ndarray) -> None:
     tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), tensor.name))
 
 
-__all__ = ["FRACTIONS", "Chain", "find_chains", "prune", "pruned"]
+__all__ = ["FRACTIONS", "WEIGHTED", "Chain", "find_chains", "magnitude_pruned", "prune", "pruned"]

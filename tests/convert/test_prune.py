@@ -3,6 +3,7 @@ function minus the removed units), gated like quantize; models it cannot prune a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 pytest.importorskip("onnxruntime", reason="the gates time and check candidates on onnxruntime")
 
 import deploykit as dk
-from deploykit.convert.prune import find_chains, pruned
+from deploykit.convert.prune import find_chains, magnitude_pruned, pruned
 from deploykit.demo import MODEL_PATH, load_test_data
 from tests import models
 
@@ -90,3 +91,38 @@ def test_nothing_to_prune_keeps_the_original(tmp_path: Path) -> None:
 def test_bad_fractions_are_refused(tmp_path: Path, fractions: object, match: str) -> None:
     with pytest.raises(dk.InvalidArgument, match=match):
         dk.prune(MODEL_PATH, load_test_data()[0][:4], output=tmp_path / "p.onnx", fractions=fractions)
+
+
+def test_magnitude_pruning_zeroes_the_smallest_weights_and_keeps_shapes() -> None:
+    proto = onnx.load(str(MODEL_PATH))
+    thinned = magnitude_pruned(proto, 0.3)
+    before = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for tensor in thinned.graph.initializer:
+        after, original = numpy_helper.to_array(tensor), before[tensor.name]
+        assert after.shape == original.shape
+        if after.ndim == 2:  # the dense weights
+            zero = after == 0
+            assert abs(zero.mean() - 0.3) < 0.01, tensor.name
+            assert np.abs(original[zero]).max() <= np.abs(original[~zero]).min()  # the smallest went
+            np.testing.assert_array_equal(after[~zero], original[~zero])
+        else:  # biases are not weights of a Conv/MatMul/Gemm input 1
+            np.testing.assert_array_equal(after, original)
+
+
+def test_magnitude_candidates_are_compression_only_and_refused_for_speed(tmp_path: Path) -> None:
+    images = load_test_data()[0]
+    report = dk.prune(MODEL_PATH, images[:32], output=tmp_path / "p.onnx", fractions=[0.5],
+                      magnitude=[0.3], min_speedup=1.5, accuracy=0.0)
+    row = {r.name: r for r in report.candidates}["magnitude-30%"]
+    assert not row.kept and "not the 1.5x asked for" in row.reason, row.reason
+    assert row.size_bytes is not None and row.size_bytes > 0 and row.accuracy
+    sizes = {m[1]: int(m[2]) for n in report.notes if (m := re.match(r"(\S+): .*?(\d+) KiB compressed", n))}
+    assert sizes["magnitude-30%"] < sizes["fp32"], report.notes
+    assert any("compression only" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("magnitude, match", [([1.0], "magnitude are shares"),
+                                               ("0.3", "magnitude must be a list")])
+def test_bad_magnitude_shares_are_refused(tmp_path: Path, magnitude: object, match: str) -> None:
+    with pytest.raises(dk.InvalidArgument, match=match):
+        dk.prune(MODEL_PATH, load_test_data()[0][:4], output=tmp_path / "p.onnx", magnitude=magnitude)
