@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from ..loading import load
 from ..synth import synthesize
 from . import accuracy as acc
 from .report import ORIGINAL, CandidateRow
+from .samples import from_iterable
 
 #: Interleaved timing rounds, each of ``RUNS`` calls per model.
 ROUNDS, RUNS = 5, 20
@@ -86,8 +87,9 @@ def engine_for(path: Path, threads: int, what: str) -> Engine:
 
 def samples_for(engine: Engine, data: Any, argument: str, step: str) -> list[dict[str, np.ndarray]]:
     """One feed dict per sample, each at batch 1, from ``data`` (the ``argument`` of ``step``): an
-    array (first axis: samples) for a one-input model, a dict name -> array, or a list of feed dicts.
-    None: made-up inputs, with a warning."""
+    array (first axis: samples) for a one-input model, a dict name -> array, a list of feed dicts, or
+    an iterable (a generator...) of arrays or feed dicts (``samples.from_iterable``). None: made-up
+    inputs, with a warning."""
     names = [s.name for s in engine.inputs]
     if data is None:
         warn(f"{step}: no {argument} given; made-up inputs are what the results are checked on (pass "
@@ -110,9 +112,11 @@ def samples_for(engine: Engine, data: Any, argument: str, step: str) -> list[dic
         samples = [{n: a[i:i + 1] for n, a in arrays.items()} for i in range(total)]
     elif isinstance(data, (list, tuple)) and data and all(isinstance(s, Mapping) for s in data):
         samples = [dict(s) for s in data]
+    elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping, list, tuple)):
+        samples = from_iterable(data, engine.inputs, argument)
     else:
-        raise InvalidArgument(f"{argument} must be an array, a dict name -> array or a list of feed dicts, "
-                              f"got {type(data).__name__}")
+        raise InvalidArgument(f"{argument} must be an array, a dict name -> array, a list of feed dicts or "
+                              f"an iterable of arrays / feed dicts, got {type(data).__name__}")
     try:
         engine.run(samples[0])
     except DeployKitError as e:
