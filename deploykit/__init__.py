@@ -23,6 +23,7 @@ from .errors import (
     EngineClosed,
     FallbackWarning,
     InputMismatch,
+    IntegrityError,
     InvalidArgument,
     ModelLoadError,
     ModelNotFound,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:  # what the lazy table below gives, for type checkers and IDEs
     from . import preprocess, serve
     from .backends import Availability, available_backends
     from .benchmark import BenchResult, bench
+    from .bundle.bundle import Bundle
+    from .bundle.pack import pack, sign
     from .comparison import Comparison, compare
     from .convert.distill import distill
     from .convert.export import ExportReport, export
@@ -75,6 +78,9 @@ _LAZY: dict[str, str] = {
     "ExportReport": "deploykit.convert.export",
     "QuantizeReport": "deploykit.convert.report",
     "to_tflite": "deploykit.convert.tflite",
+    "pack": "deploykit.bundle.pack",
+    "sign": "deploykit.bundle.pack",
+    "Bundle": "deploykit.bundle.bundle",
     "TFLiteReport": "deploykit.convert.tflite",
 }
 
@@ -101,6 +107,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BenchResult",
+    "Bundle",
     "Comparison",
     "DeployKitError",
     "DeployKitWarning",
@@ -110,6 +117,7 @@ __all__ = [
     "FallbackWarning",
     "HardwareReport",
     "InputMismatch",
+    "IntegrityError",
     "InvalidArgument",
     "ModelLoadError",
     "ModelNotFound",
@@ -130,11 +138,13 @@ __all__ = [
     "export",
     "load",
     "optimize",
+    "pack",
     "preprocess",
     "probe",
     "prune",
     "quantize",
     "serve",
+    "sign",
     "to_tflite",
     "tune",
 ]

@@ -136,6 +136,13 @@ class Artifacts:
             return None
         return self.specs[self.names_from]
 
+    def io_specs(self) -> Specs | None:
+        """The presented artifact's (inputs, outputs) — read now for a single artifact; None when no
+        runtime here reads it."""
+        if self.specs:
+            return self.specs[self.names_from]
+        return _read_specs(self.sources[0], {})
+
     def feed_specs(self) -> list[TensorSpec] | None:
         """Input specs to make up feeds from: the presented names, each dimension fixed where any
         artifact fixes it. None for one artifact (the caller uses the loaded engine's)."""

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .backends.base import Backend
-from .errors import BackendError, DeployKitError, EngineClosed, InputMismatch, first_line
+from .errors import BackendError, DeployKitError, EngineClosed, InputMismatch, InvalidArgument, first_line
 from .model import ModelSource
 from .plan import Plan
 from .spec import TensorSpec, dtype_name, pair_specs
@@ -51,6 +51,11 @@ class Engine:
         self.fallback: str | None = backend.fallback
         #: How the backend was chosen (candidates, rejections with reasons); set by ``load``.
         self.plan: Plan | None = None
+        #: What a bundle carries beside the model (set by ``load`` for a bundle; else None): its
+        #: preprocessing (``predict`` runs it), its labels, and the bundle itself (manifest, folder).
+        self.pipeline: Any = None
+        self.labels: list[str] | None = None
+        self.bundle: Any = None
         # presented name -> the backend's (None: the backend's names are shown)
         self._rename_in: dict[str, str] | None = None
         self._rename_out: dict[str, str] | None = None
@@ -286,6 +291,18 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def predict(self, image: Any) -> dict[str, np.ndarray]:
+        """Preprocessing and model in one call: ``image`` (a uint8 image, as the pipeline takes it)
+        through ``engine.pipeline`` into the first input, then ``run`` — for an engine loaded from a
+        bundle that carries its preprocessing."""
+        if self.pipeline is None:
+            raise InvalidArgument("predict needs a preprocessing pipeline: load a bundle that carries one "
+                                  "(dk.pack(..., pipeline=...)), or set engine.pipeline")
+        if len(self.inputs) != 1:
+            raise InvalidArgument(f"predict feeds one input; this model has {len(self.inputs)} "
+                                  f"({', '.join(self._input_names)}): call run with a dict")
+        return self.run({self.inputs[0].name: self.pipeline(image)})
 
     # -- description -----------------------------------------------------------------------
     @property

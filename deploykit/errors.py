@@ -16,6 +16,7 @@ __all__ = [
     "EngineClosed",
     "FallbackWarning",
     "InputMismatch",
+    "IntegrityError",
     "InvalidArgument",
     "ModelLoadError",
     "ModelNotFound",
@@ -36,6 +37,11 @@ class InputMismatch(DeployKitError, ValueError):
 
 class ModelLoadError(DeployKitError, ValueError):
     """A model artifact could not be read, parsed or loaded by a backend."""
+
+
+class IntegrityError(ModelLoadError):
+    """A bundle's files are not what its manifest (or its signature) says: a changed, missing or
+    extra file, a lying size, a path that escapes, an unsigned or wrongly signed bundle."""
 
 
 class ModelNotFound(ModelLoadError, FileNotFoundError):

@@ -8,11 +8,13 @@ it until a candidate loads. See ``docs/selection.md`` and ``docs/tuning.md``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from .arguments import check_threads
 from .artifacts import Artifacts, is_several, open_artifacts
+from .bundle.bundle import is_bundle, open_bundle
 from .engine import Engine
 from .errors import DeployKitWarning, InputMismatch, InvalidArgument, warn
 from .model import ModelLike, open_model
@@ -32,6 +34,7 @@ def load(
     check: bool | str = True,
     strict: bool = False,
     tune: bool | Mapping[str, Any] = False,
+    verify: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Engine:
     """Load a model (path, bytes or ``onnx.ModelProto``) on a backend and return an Engine.
@@ -57,7 +60,18 @@ def load(
     warning. ``model`` may also be several artifacts of one model (a list, or a ``.json``
     manifest): they become candidates of one plan, and the engine presents the first artifact's
     tensor names whichever runs (``docs/tuning.md``).
+
+    ``model`` may be a bundle (a folder with ``deploykit.json``, or its ``.zip``/``.tar``): every
+    file is checked against the manifest's sizes and sha256 before anything is parsed
+    (``IntegrityError`` naming the file), ``verify`` (a public key, PEM) checks its signature too,
+    its artifacts are loaded as above, and the engine carries ``pipeline``, ``labels`` and ``bundle``
+    (``engine.predict(image)``: preprocessing and model in one call; ``docs/bundles.md``).
     """
+    if is_bundle(model):
+        return _load_bundle(model, backend, threads, check, strict, tune, verify, options)
+    if verify is not None:
+        raise InvalidArgument("verify checks a bundle's signature; this model is not a bundle (a folder with "
+                              "deploykit.json or its .zip/.tar)")
     threads = check_threads(threads)
     backend = check_backend_name(backend)
     strict = check_strict(strict, options)
@@ -73,6 +87,19 @@ def load(
     arts = Artifacts([source], [source.label])
     plan, first = _tuned(arts, plan, tune, threads, options, named)
     return follow(plan, source.label, lambda c: arts.open(c, threads, options, strict=strict), first)
+
+
+def _load_bundle(model: Any, backend: str, threads: int | None, check: bool | str, strict: bool,
+                 tune: bool | Mapping[str, Any], verify: Any, options: dict[str, Any]) -> Engine:
+    """``load`` for a bundle: verified first, then its artifacts; the engine carries what it holds."""
+    bundle = open_bundle(model, verify=verify)
+    if tune is True and bundle.manifest.tuning:
+        tune = bundle.manifest.tuning  # the bundle's tuning hints (inputs to measure with...)
+    artifacts = [str(p) for p in bundle.artifacts]
+    engine = load(artifacts if len(artifacts) > 1 else artifacts[0], backend, threads=threads, check=check,
+                  strict=strict, tune=tune, **options)
+    engine.pipeline, engine.labels, engine.bundle = bundle.pipeline(), bundle.labels(), bundle
+    return engine
 
 
 def _load_several(model: Any, backend: str, threads: int | None, check: bool | str, strict: bool,

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from ..errors import BackendError, DeployKitError, DeployKitWarning, InvalidArgument
 from ..version import __version__
-from . import backends, bench, convert, demo, export, info, probe, prune, quantize, run, serve, tune
+from . import backends, bench, bundle, convert, demo, export, info, probe, prune, quantize, run, serve, tune
 from .command import Command
 from .options import Parser, cli_wording
 
@@ -29,7 +29,8 @@ from .options import Parser, cli_wording
 #: ``COMMAND``) and nowhere else.
 COMMANDS: tuple[Command, ...] = (demo.COMMAND, info.COMMAND, run.COMMAND, bench.COMMAND,
                                  backends.COMMAND, probe.COMMAND, tune.COMMAND, export.COMMAND,
-                                 convert.COMMAND, quantize.COMMAND, prune.COMMAND, serve.COMMAND)
+                                 convert.COMMAND, quantize.COMMAND, prune.COMMAND, bundle.PACK,
+                                 bundle.INSPECT, bundle.SIGN, serve.COMMAND)
 
 
 def build_parser() -> Parser:

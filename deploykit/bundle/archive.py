@@ -1,0 +1,169 @@
+"""A bundle shipped as one ``.zip`` or ``.tar`` (``.tar.gz``, ``.tgz``) file, unpacked safely into
+deploykit's cache: members with absolute or ``..`` paths, links, devices and pipes are refused, and
+so are decompression bombs — more than ``MAX_BYTES`` in all, or a member that expands more than
+``MAX_RATIO`` times (past 1 MiB) — counted on the bytes actually written, not on what the archive
+declares. Nothing is written outside a fresh folder, which replaces the cached copy only once it is
+complete; the digests are checked after, as for any bundle folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from ..errors import IntegrityError
+from ..tuning_cache import cache_dir
+from .integrity import sha256_of
+from .manifest import MAX_FILES, check_path
+
+SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+#: The most a bundle archive may expand to, and the most one member may expand relative to its
+#: compressed size (past ``_RATIO_FLOOR`` bytes: small files compress far better than models do).
+MAX_BYTES = 8 << 30
+MAX_RATIO = 200
+_RATIO_FLOOR = 1 << 20
+_CHUNK = 1 << 20
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def unpack(archive: Path, label: str) -> Path:
+    """The archive unpacked into ``<cache>/bundles/<its sha256>`` (reused when already there)."""
+    target = cache_dir() / "bundles" / sha256_of(archive)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target.parent))
+    try:
+        if archive.name.lower().endswith(".zip"):
+            _unzip(archive, staging, label)
+        else:
+            _untar(archive, staging, label)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process unpacked the same archive first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class _Budget:
+    """Bytes written so far against ``MAX_BYTES``."""
+
+    def __init__(self, label: str) -> None:
+        self.used, self.label = 0, label
+
+    def take(self, n: int, member: str) -> None:
+        self.used += n
+        if self.used > MAX_BYTES:
+            raise IntegrityError(f"{self.label}: the archive expands past {MAX_BYTES} bytes at {member} "
+                                 "(a decompression bomb?)")
+
+
+def _copy(source: IO[bytes], path: Path, member: str, packed: int, budget: _Budget,
+          declared: int | None) -> None:
+    written = 0
+    with open(path, "xb") as out:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            budget.take(len(chunk), member)
+            if declared is not None and written > declared:
+                raise IntegrityError(f"{budget.label}: {member} holds more bytes than the archive declares")
+            if written > _RATIO_FLOOR and written > MAX_RATIO * max(packed, 1):
+                raise IntegrityError(f"{budget.label}: {member} expands more than {MAX_RATIO}x "
+                                     "(a decompression bomb?)")
+            out.write(chunk)
+
+
+def _place(staging: Path, name: str, label: str) -> Path:
+    rel = check_path(name.rstrip("/"), "archive member", label)
+    path = staging / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if staging.resolve() not in path.resolve().parents:
+        raise IntegrityError(f"{label}: archive member {name!r} would land outside the bundle")
+    return path
+
+
+def _members(count: int, label: str) -> None:
+    if count > MAX_FILES + 2:
+        raise IntegrityError(f"{label}: the archive holds {count} members, over the {MAX_FILES} allowed")
+
+
+def _unzip(archive: Path, staging: Path, label: str) -> None:
+    budget = _Budget(label)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            _members(len(infos), label)
+            for info in infos:
+                kind = stat.S_IFMT(info.external_attr >> 16)
+                if info.is_dir():
+                    check_path(info.filename.rstrip("/"), "archive member", label)
+                    continue
+                if kind not in (0, stat.S_IFREG):
+                    raise IntegrityError(f"{label}: archive member {info.filename!r} is a link or special "
+                                         "file; bundles hold regular files only")
+                path = _place(staging, info.filename, label)
+                with zf.open(info) as source:
+                    _copy(source, path, info.filename, info.compress_size, budget, info.file_size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as e:
+        if isinstance(e, FileExistsError):
+            raise IntegrityError(f"{label}: the archive holds the same member twice") from e
+        raise IntegrityError(f"{label}: not a readable zip archive ({type(e).__name__}: {e})") from e
+
+
+def _tar_members(tf: tarfile.TarFile, label: str) -> Iterator[tarfile.TarInfo]:
+    for count, info in enumerate(tf, 1):  # streamed: a tar declares no member count up front
+        _members(count, label)
+        yield info
+
+
+def _untar(archive: Path, staging: Path, label: str) -> None:
+    budget = _Budget(label)
+    packed = archive.stat().st_size
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            for info in _tar_members(tf, label):
+                if info.isdir():
+                    check_path(info.name.rstrip("/"), "archive member", label)
+                    continue
+                if not info.isreg():
+                    raise IntegrityError(f"{label}: archive member {info.name!r} is a link or special file; "
+                                         "bundles hold regular files only")
+                path = _place(staging, info.name, label)
+                source = tf.extractfile(info)
+                if source is None:
+                    raise IntegrityError(f"{label}: archive member {info.name!r} cannot be read")
+                with source:
+                    _copy(source, path, info.name, packed, budget, info.size)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, FileExistsError):
+            raise IntegrityError(f"{label}: the archive holds the same member twice") from e
+        raise IntegrityError(f"{label}: not a readable tar archive ({type(e).__name__}: {e})") from e
+
+
+def write(folder: Path, archive: Path) -> None:
+    """The bundle folder as one archive (by ``archive``'s suffix), members in sorted order."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in files:
+                zf.write(path, path.relative_to(folder).as_posix())
+        return
+    mode = "w:gz" if archive.name.lower().endswith((".tar.gz", ".tgz")) else "w"
+    with tarfile.open(archive, mode) as tf:  # type: ignore[call-overload]
+        for path in files:
+            tf.add(path, path.relative_to(folder).as_posix(), recursive=False)
+
+
+__all__ = ["MAX_BYTES", "MAX_RATIO", "SUFFIXES", "is_archive", "unpack", "write"]
