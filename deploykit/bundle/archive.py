@@ -152,15 +152,17 @@ def _untar(archive: Path, staging: Path, label: str) -> None:
         raise IntegrityError(f"{label}: not a readable tar archive ({type(e).__name__}: {e})") from e
 
 
-def write(folder: Path, archive: Path) -> None:
-    """The bundle folder as one archive (by ``archive``'s suffix), members in sorted order."""
+def write(folder: Path, archive: Path, kind: str) -> None:
+    """The bundle folder as one archive of ``kind`` (a name ending in one of ``SUFFIXES``), members in
+    sorted order."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    if archive.name.lower().endswith(".zip"):
+    kind = kind.lower()
+    if kind.endswith(".zip"):
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in files:
                 zf.write(path, path.relative_to(folder).as_posix())
         return
-    mode = "w:gz" if archive.name.lower().endswith((".tar.gz", ".tgz")) else "w"
+    mode = "w:gz" if kind.endswith((".tar.gz", ".tgz")) else "w"
     with tarfile.open(archive, mode) as tf:  # type: ignore[call-overload]
         for path in files:
             tf.add(path, path.relative_to(folder).as_posix(), recursive=False)

@@ -64,7 +64,7 @@ def pack(models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
             signing.sign(staging, sign_key)
         if archive.is_archive(target):
             partial = target.with_name(target.name + ".part")
-            archive.write(staging, partial)
+            archive.write(staging, partial, target.name)
             os.replace(partial, target)
         else:
             if target.exists():
