@@ -114,7 +114,8 @@ def test_predict_runs_the_bundled_preprocessing_then_the_model(tmp_path: Path) -
 
     from tests import models
     onnx.save(models.image_identity(24, 32), str(tmp_path / "identity.onnx"))
-    pipeline = dk.preprocess.Pipeline.letterbox((24, 32), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    pipeline = dk.preprocess.Pipeline.letterbox((24, 32), mean=(0.485, 0.456, 0.406),
+                                                std=(0.229, 0.224, 0.225))
     dk.pack(tmp_path / "identity.onnx", tmp_path / "b.zip", pipeline=pipeline)
     engine = dk.load(tmp_path / "b.zip")
     assert engine.pipeline == pipeline  # the spec made the round trip through pipeline.json
@@ -159,7 +160,8 @@ def test_onnx_external_data_travels_with_the_model(tmp_path: Path) -> None:
     import onnx
     proto = onnx.load(str(MODEL_PATH))
     (tmp_path / "src").mkdir()
-    onnx.save(proto, str(tmp_path / "src" / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+    onnx.save(proto, str(tmp_path / "src" / "ext.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True,
               location="ext.bin", size_threshold=256)
     bundle = dk.pack(tmp_path / "src" / "ext.onnx", tmp_path / "b")
     assert "model/ext.bin" in bundle.manifest.files
