@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable
@@ -44,6 +46,8 @@ log = logging.getLogger("deploykit.convert")
 CANDIDATES = ("int8-static", "int8-static-conv-matmul", "int8-dynamic", "fp16")
 #: The opset below which the model is upgraded before per-channel QDQ.
 MIN_QDQ_OPSET = 13
+#: How long ORT's pre-processing may take in its child process.
+PRE_PROCESS_TIMEOUT_S = 1800
 
 
 class QuantizeError(DeployKitError, RuntimeError):
@@ -77,7 +81,7 @@ def quantize(model: str | Path, calibration: Any = None, *, output: str | Path, 
                      "kernels otherwise (rapidocr cls worst cosine 0.07 -> 0.96)")
     work = Path(tempfile.mkdtemp(prefix="deploykit-quantize-"))
     try:
-        prepared = _prepare(quant, source, work, notes)
+        prepared = _prepare(source, work, notes)
         built = {name: _build(quant, name, prepared, work, samples, reduce_range) for name in names}
         rows, chosen, path = judge(source, original, built, samples, gates, target)
     finally:
@@ -111,7 +115,7 @@ def _ort_quantization() -> Any:
 
 # -- candidates ----------------------------------------------------------------------------------
 
-def _prepare(quant: Any, source: Path, work: Path, notes: list[str]) -> Path:
+def _prepare(source: Path, work: Path, notes: list[str]) -> Path:
     """Opset upgrade when needed, then ORT's quant_pre_process (shape inference, optimisation)."""
     proto = onnx.load(str(source))
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), MIN_QDQ_OPSET)
@@ -127,17 +131,29 @@ def _prepare(quant: Any, source: Path, work: Path, notes: list[str]) -> Path:
             notes.append(f"opset {opset} could not be upgraded ({str(e).splitlines()[0][:120]}); "
                          "quantized as it is")
     prepared = work / "prepared.onnx"
-    try:
-        quant.quant_pre_process(str(model_path), str(prepared))
-    except Exception as e:
-        log.info("quant_pre_process with symbolic shape inference failed (%s); retrying without", e)
-        try:
-            quant.quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-            notes.append("symbolic shape inference failed; pre-processed without it")
-        except Exception as e2:
-            raise QuantizeError(f"onnxruntime's quant_pre_process failed on the model: "
-                                f"{str(e2).splitlines()[0][:200]}") from e2
+    failed = _pre_process(model_path, prepared, work, skip_symbolic_shape=False)
+    if failed:
+        log.info("quant_pre_process with symbolic shape inference failed (%s); retrying without", failed)
+        failed = _pre_process(model_path, prepared, work, skip_symbolic_shape=True)
+        if failed:
+            raise QuantizeError(f"onnxruntime's quant_pre_process failed on the model: {failed}")
+        notes.append("symbolic shape inference failed; pre-processed without it")
     return prepared
+
+
+def _pre_process(model: Path, prepared: Path, work: Path, *, skip_symbolic_shape: bool) -> str | None:
+    """ORT's quant_pre_process in a child process whose working folder is ``work``: when symbolic shape
+    inference comes up short, ORT writes ``sym_shape_infer_temp.onnx`` (and its weights) into the
+    working folder — the caller's, were it run here. None on success, else the failure's last line."""
+    script = ("import sys\nfrom onnxruntime.quantization import quant_pre_process\n"
+              "quant_pre_process(sys.argv[1], sys.argv[2], skip_symbolic_shape=sys.argv[3] == '1')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(model), str(prepared),
+                           "1" if skip_symbolic_shape else "0"], cwd=work, capture_output=True, text=True,
+                          timeout=PRE_PROCESS_TIMEOUT_S, check=False)
+    if done.returncode == 0 and prepared.is_file():
+        return None
+    lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else f"exit code {done.returncode}")[:300]
 
 
 class _Reader:

@@ -146,3 +146,18 @@ def test_fp16_is_made_from_the_folded_model_and_stays_close(tmp_path: Path, zoo_
     assert min(row.accuracy.values()) > 0.999, str(report)
     assert report.chosen == "fp16" and row.size_bytes is not None and original.size_bytes is not None
     assert row.size_bytes < 0.6 * original.size_bytes
+
+
+def test_a_paddle_model_leaves_no_file_in_the_working_folder(tmp_path: Path, zoo_path: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORT's symbolic shape inference, incomplete on Paddle models, saves ``sym_shape_infer_temp.onnx``
+    (and its weights) into the working folder; dk.quantize runs it in a child process in its own."""
+    cls = zoo_path("rapidocr_cls")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    x = np.random.default_rng(0).random((4, 3, 48, 192), dtype=np.float32)
+    report = dk.quantize(cls, x, output=tmp_path / "q.onnx", min_speedup=0.0, accuracy=0.0,
+                         candidates=["int8-dynamic"])
+    assert any("symbolic shape inference failed" in n for n in report.notes), report.notes
+    assert list(work.iterdir()) == []
