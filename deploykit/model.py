@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from .errors import InvalidArgument, ModelLoadError, ModelNotFound, first_line
+from .onnxdata import check_tensors
 from .spec import TensorSpec, normalize_dim
 
 if TYPE_CHECKING:
@@ -247,8 +248,7 @@ def _check_onnx(source: ModelSource, *, check: CheckMode) -> None:
                              "is this the right file?")
     if not proto.graph.output:
         raise ModelLoadError(f"{source.label}: the ONNX graph declares no outputs")
-    if source.path is not None:
-        _check_external_data(source.label, source.path.parent.resolve(), proto)
+    check_tensors(source.label, proto, source.path.parent.resolve() if source.path is not None else None)
     if check:
         try:
             if source.path is not None:
@@ -268,21 +268,6 @@ def _head(source: ModelSource) -> bytes:
         return (source.data or b"")[:_SNIFF_BYTES]
     with open(source.path, "rb") as f:
         return f.read(_SNIFF_BYTES)
-
-
-def _check_external_data(label: str, base: Path, proto: onnx.ModelProto) -> None:
-    """External-data locations must be relative paths inside the model's folder."""
-    from onnx.external_data_helper import _get_all_tensors
-
-    for tensor in _get_all_tensors(proto):
-        for entry in tensor.external_data:
-            if entry.key != "location":
-                continue
-            loc = Path(entry.value)
-            target = (base / loc).resolve()
-            if loc.is_absolute() or (target != base and base not in target.parents):
-                raise ModelLoadError(f"{label}: tensor {tensor.name!r} points its external data "
-                                     f"outside the model folder ({entry.value!r}); refusing it")
 
 
 def onnx_io_specs(proto: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:

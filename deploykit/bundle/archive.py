@@ -13,6 +13,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -116,7 +117,8 @@ def _unzip(archive: Path, staging: Path, label: str) -> None:
                 path = _place(staging, info.filename, label)
                 with zf.open(info) as source:
                     _copy(source, path, info.filename, info.compress_size, budget, info.file_size)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError,
+            zlib.error) as e:
         if isinstance(e, FileExistsError):
             raise IntegrityError(f"{label}: the archive holds the same member twice") from e
         raise IntegrityError(f"{label}: not a readable zip archive ({type(e).__name__}: {e})") from e
@@ -146,7 +148,7 @@ def _untar(archive: Path, staging: Path, label: str) -> None:
                     raise IntegrityError(f"{label}: archive member {info.name!r} cannot be read")
                 with source:
                     _copy(source, path, info.name, packed, budget, info.size)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         if isinstance(e, FileExistsError):
             raise IntegrityError(f"{label}: the archive holds the same member twice") from e
         raise IntegrityError(f"{label}: not a readable tar archive ({type(e).__name__}: {e})") from e
