@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck portable unit zoo sanitize clean onnx2tf-env
+.PHONY: demo test lint typecheck portable unit zoo sanitize clean onnx2tf-env fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ unit: $(TEST_STAMP) onnx2tf-env
 # made by deploykit's own code as a user's first call would; nothing to do once it is there
 onnx2tf-env: $(STAMP)
 	$(BIN)/python -m deploykit.convert.onnx2tf_env
+
+# the long fuzzing campaign over deploykit's loaders (docs/security.md): 100,000 mutated ONNX/TFLite
+# models, bundle manifests and Pipeline specs, in worker processes; ~15 min on 2 cores
+fuzz: $(TEST_STAMP)
+	$(BIN)/python -m tests.fuzz.campaign --count 100000 --jobs 2 --out fuzz-results.json
 
 # fetch the real-model zoo into the cache ahead of time (tests fetch on first use anyway)
 zoo: $(STAMP)
