@@ -174,6 +174,8 @@ class DataPlane:
                     _warm_up(engines[-1], entry.name, version)
             if config.preprocess is not None:
                 image = ImageInput(config.preprocess.pipeline, engines[0], config.preprocess.input)
+            elif engines[0].pipeline is not None:  # a bundle's own preprocessing, into its first input
+                image = ImageInput(engines[0].pipeline, engines[0], engines[0].inputs[0].name)
         except DeployKitError as e:
             for engine in engines:
                 engine.close()

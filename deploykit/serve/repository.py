@@ -19,6 +19,7 @@ from typing import Any
 
 from ..arguments import check_number, check_threads
 from ..artifacts import is_several, read_manifest
+from ..bundle.manifest import MANIFEST as BUNDLE_MANIFEST
 from ..errors import DeployKitError, InvalidArgument, PreprocessError, UnknownBackend, first_line
 from ..preprocess import Pipeline
 from ..preprocess.pipeline import FORMAT as PIPELINE_FORMAT
@@ -206,8 +207,11 @@ def _scan_model(root: Path, folder: Path, name: str, notes: list[str]) -> ModelE
 
 def _scan_version(root: Path, folder: Path, version: int, entries: list[Path],
                   notes: list[str]) -> VersionEntry | None:
-    """One version folder's artifacts: its manifest's list, else its model files by name; None
-    (with a note) when it holds none. Other files (ONNX external data, ...) are left alone."""
+    """One version folder's artifacts: the folder itself when it is a bundle (``deploykit.json``), else
+    its manifest's list, else its model files by name; None (with a note) when it holds none. Other
+    files (ONNX external data, ...) are left alone."""
+    if any(e.name == BUNDLE_MANIFEST and e.is_file() for e in entries):  # a bundle: dk.load verifies it
+        return VersionEntry(version, [folder.resolve()], folder / BUNDLE_MANIFEST)
     manifests = [e for e in entries if e.is_file() and is_several(e)]
     files = [e for e in entries if e.suffix.lower() in ARTIFACT_SUFFIXES]
     if len(manifests) > 1:
