@@ -110,4 +110,4 @@ def open_bundle(model: str | os.PathLike[str], *, verify: str | os.PathLike[str]
     return Bundle(folder, label, manifest, signed, verify is not None)
 
 
-__all__ = ["Bundle", "is_bundle", "open_bundle"]
+__all__ = ["MAX_TEXT_FILE", "Bundle", "is_bundle", "open_bundle"]

@@ -20,7 +20,7 @@ from ..preprocess import Pipeline
 from ..spec import TensorSpec, dtype_name
 from ..version import __version__
 from . import archive, signing
-from .bundle import Bundle, open_bundle
+from .bundle import MAX_TEXT_FILE, Bundle, open_bundle
 from .integrity import present_files, sha256_of
 from .manifest import MANIFEST, MAX_TEXT, META_FIELDS, FileEntry, Manifest
 
@@ -164,7 +164,13 @@ def _labels(labels: Any) -> list[str]:
         path = Path(labels)
         if not path.is_file():
             raise InvalidArgument(f"labels: no file at {path}")
-        return path.read_text(encoding="utf-8").splitlines()
+        if path.stat().st_size > MAX_TEXT_FILE:
+            raise InvalidArgument(f"labels: {path} is over {MAX_TEXT_FILE} bytes; a labels file is text, "
+                                  "one per line")
+        try:
+            return path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise InvalidArgument(f"labels: {path} is not UTF-8 text ({e})") from e
     items = list(labels)
     if not all(isinstance(x, str) and "\n" not in x for x in items):
         raise InvalidArgument("labels must be a list of text (one line each) or a text file")
