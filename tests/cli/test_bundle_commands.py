@@ -22,8 +22,8 @@ def test_pack_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     (tmp_path / "labels.txt").write_text("\n".join(str(i) for i in range(10)) + "\n")
     dk.preprocess.Pipeline.resize_to((8, 8)).save(tmp_path / "pipeline.json")
     assert main(["pack", str(MODEL_PATH), "-o", str(tmp_path / "b.zip"),
-                 "--labels", str(tmp_path / "labels.txt"), "--pipeline", str(tmp_path / "pipeline.json"), "--meta", "name=digits",
-                 "--meta", "team=ml"]) == 0
+                 "--labels", str(tmp_path / "labels.txt"), "--pipeline", str(tmp_path / "pipeline.json"),
+                 "--meta", "name=digits", "--meta", "team=ml"]) == 0
     assert "deploykit bundle" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "b.zip")]) == 0
     shown = capsys.readouterr().out
