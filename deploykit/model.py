@@ -162,6 +162,8 @@ def open_model(model: ModelLike, *, check: CheckMode = True) -> ModelSource:
     return source
 
 
+#: File names of serialized TensorRT engines (their bytes carry no stable magic to sniff).
+TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
 #: Leading bytes read to tell a model's format.
 _SNIFF_BYTES = 64
 #: Formats users hand over by mistake: their leading bytes and what to say of them.
@@ -208,6 +210,8 @@ def _detect_format(head: bytes, suffix: str, label: str) -> str:
         if suffix.lower() in (".onnx", ".tflite") and suffix.lower() != f".{found}":
             log.info("%s: the content is %s, whatever the name says", label, found)
         return found
+    if suffix.lower() in TENSORRT_SUFFIXES:  # a serialized TensorRT engine: only TensorRT reads it
+        return "tensorrt"
     if suffix.lower() == ".tflite":
         raise ModelLoadError(f"{label}: not a TFLite model (no TFL3 FlatBuffer identifier at byte 4); it "
                              f"looks like {describe_content(head)}")

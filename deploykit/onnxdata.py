@@ -9,18 +9,28 @@ checked: initializers, sparse initializers, constants in node attributes, and th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
 
+if TYPE_CHECKING:  # onnx is imported when a model is checked, not with deploykit (import time)
+    import onnx
+
 #: The most elements one tensor may declare (4 TiB of float32 is no model a file can carry).
 MAX_ELEMENTS = 1 << 40
-_FOUR_BIT = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1")
-             if hasattr(onnx.TensorProto, n)}
+
+
+@functools.cache
+def _four_bit() -> frozenset[int]:
+    import onnx
+    return frozenset(getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1")
+                     if hasattr(onnx.TensorProto, n))
+
+
 _TYPED = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data")
 
 
@@ -42,6 +52,8 @@ def tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 def check_tensors(label: str, proto: onnx.ModelProto, base: Path | None) -> None:
     """Every tensor's declared size against its data, and its external data (when the model came
     from a file in ``base``) inside the folder and inside the file."""
+    import onnx
+
     for tensor in tensors(proto.graph):
         count = _count(label, tensor)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -66,6 +78,8 @@ def _count(label: str, tensor: onnx.TensorProto) -> int:
 
 def _itemsize(tensor: onnx.TensorProto) -> int | None:
     """Bytes per element, None for strings and unknown types."""
+    import onnx
+
     try:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
     except (KeyError, TypeError, ValueError):
@@ -74,13 +88,15 @@ def _itemsize(tensor: onnx.TensorProto) -> int | None:
 
 
 def _raw_bytes(tensor: onnx.TensorProto, count: int) -> int | None:
-    if tensor.data_type in _FOUR_BIT:
+    if tensor.data_type in _four_bit():
         return (count + 1) // 2
     size = _itemsize(tensor)
     return None if size is None else count * size
 
 
 def _check_inline(label: str, tensor: onnx.TensorProto, count: int) -> None:
+    import onnx
+
     if tensor.HasField("raw_data"):
         want = _raw_bytes(tensor, count)
         if want is not None and len(tensor.raw_data) != want:
@@ -93,7 +109,7 @@ def _check_inline(label: str, tensor: onnx.TensorProto, count: int) -> None:
         held = max(len(getattr(tensor, f)) for f in _TYPED)
         if tensor.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128):
             held //= 2
-    if held and tensor.data_type not in _FOUR_BIT and held != count:
+    if held and tensor.data_type not in _four_bit() and held != count:
         raise ModelLoadError(f"{label}: tensor {tensor.name!r} declares {count} elements (dims "
                              f"{list(tensor.dims)}) but holds {held}")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import backends as registry
 from . import settings
+from .backends.base import NVIDIA_GPU
 from .errors import BackendUnavailable, ModelLoadError, UnknownBackend, UnknownOption
 from .hardware import HardwareReport, probe
 from .model import ModelSource
@@ -84,10 +85,18 @@ def _policy_candidates(source: ModelSource, hw: HardwareReport,
     for name in registry.auto_order():
         reason = backend_reason(name, source, hw, options)
         if reason is not None:
-            out.append(Candidate(name, reason=reason, rank=_priority(name)))
+            out.append(Candidate(name, _device_kind_of(name), reason=reason, rank=_priority(name)))
             continue
         out += registry.backend_class(name).candidates(source, hw, options)
     return out
+
+
+def _device_kind_of(name: str) -> str:
+    """Where a rejected backend would have run: the first GPU for a GPU backend, else the CPU."""
+    try:
+        return "cuda:0" if registry.backend_class(name).device_kind == NVIDIA_GPU else "cpu"
+    except BackendUnavailable:
+        return "cpu"
 
 
 def backend_reason(name: str, source: ModelSource, hw: HardwareReport,

@@ -23,8 +23,9 @@ class Setting(NamedTuple):
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("DEPLOYKIT_BACKEND", "", "replaces backend=\"auto\" with a backend name, for operators "
             "(\"auto\" or unset: the plan decides)", "deploykit.selection"),
-    Setting("DEPLOYKIT_CACHE_DIR", "", "deploykit's cache folder (tuning decisions go to its tune/ "
-            "subfolder); unset: the platform's user cache folder", "deploykit.tuning_cache"),
+    Setting("DEPLOYKIT_CACHE_DIR", "", "deploykit's cache folder (tuning decisions in tune/, TensorRT "
+            "engines in tensorrt/, unpacked bundles in bundles/, the onnx2tf environment in onnx2tf/); "
+            "unset: the platform's user cache folder", "deploykit.cachedir"),
     Setting("DEPLOYKIT_SIMD", "", "\"generic\" makes the C preprocessing core take its portable path "
             "instead of AVX2 (read once, when the core is imported)", "deploykit/preprocess/_core.c"),
     Setting("DEPLOYKIT_LOG_RUNTIME", "", "\"1\" (or true/yes/on) lets runtimes print their own "

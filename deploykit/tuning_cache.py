@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -23,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import backends as registry
-from . import settings
 from .artifacts import Artifacts
+from .cachedir import ENV_CACHE_DIR, cache_dir
 from .errors import BackendUnavailable
 from .hardware import HardwareReport
 from .plan import Candidate, Plan
@@ -51,30 +50,7 @@ class DecisionInputs(Protocol):
 
 log = logging.getLogger("deploykit")
 
-#: Environment variable naming deploykit's cache folder (decisions go to its ``tune/`` subfolder).
-ENV_CACHE_DIR = "DEPLOYKIT_CACHE_DIR"
 CACHE_SCHEMA = 1
-
-
-def cache_dir() -> Path:
-    """deploykit's cache folder: ``$DEPLOYKIT_CACHE_DIR``, else platformdirs' user cache dir, else
-    the platform's convention (XDG on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
-    env = settings.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    try:
-        import platformdirs
-    except ImportError:
-        pass
-    else:
-        return Path(platformdirs.user_cache_dir("deploykit", appauthor=False))
-    home = Path.home()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local") / "deploykit" / "Cache"
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "deploykit"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if os.path.isabs(xdg) else home / ".cache") / "deploykit"
 
 
 def cache_key(arts: Artifacts, plan: Plan, hw: HardwareReport, s: DecisionInputs, threads: int | None,

@@ -59,11 +59,11 @@ def global_lp_pool() -> onnx.ModelProto:
 # -- the policy on injected reports ---------------------------------------------------------------
 def test_h100_host_static_model_prefers_tensorrt_provider() -> None:
     plan = make_plan(open_model(models.fixed_image()), report(gpus=(H100,), providers=(TRT, CUDA, CPU)))
-    assert labels(plan.candidates) == ["onnxruntime[Tensorrt, CUDA, CPU] on cuda:0",
+    assert labels(plan.candidates) == ["tensorrt on cuda:0", "onnxruntime[Tensorrt, CUDA, CPU] on cuda:0",
                                        "onnxruntime[CUDA, CPU] on cuda:0", "onnxruntime[CPU] on cpu",
                                        "numpy on cpu"]
-    assert (plan.backend, plan.device, plan.providers) == ("onnxruntime", "cuda:0", (TRT, CUDA, CPU))
-    assert plan.candidates[0].options() == {"providers": [TRT, CUDA, CPU]}
+    assert (plan.backend, plan.device, plan.providers) == ("tensorrt", "cuda:0", ())  # deploykit's adapter
+    assert plan.candidates[1].options() == {"providers": [TRT, CUDA, CPU]}
     rejected = reasons(plan)
     assert rejected["tflite on cpu"] == "loads tflite models, not onnx"
     assert plan.decided_by == "rule" and plan.hardware and len(plan.hardware) == 16
@@ -71,7 +71,8 @@ def test_h100_host_static_model_prefers_tensorrt_provider() -> None:
 
 def test_h100_host_dynamic_model_skips_tensorrt_provider() -> None:
     plan = make_plan(open_model(models.dynamic_add()), report(gpus=(H100,), providers=(TRT, CUDA, CPU)))
-    assert plan.candidates[0].label == "onnxruntime[CUDA, CPU] on cuda:0"
+    # deploykit's TensorRT adapter builds one profile for a symbolic batch; ORT's provider would rebuild
+    assert labels(plan.candidates)[:2] == ["tensorrt on cuda:0", "onnxruntime[CUDA, CPU] on cuda:0"]
     why = reasons(plan)["onnxruntime[Tensorrt, CUDA, CPU] on cuda:0"]
     assert why is not None
     assert why.startswith("dynamic input shapes (x: float32[N,3], y: float32[N,3]): TensorRT builds")
@@ -115,7 +116,8 @@ def test_tflite_model(zoo_path) -> None:
     plan = make_plan(source, report(gpus=(H100,), runtimes={"ai-edge-litert": "2.3.0", "onnxruntime": "1"}))
     assert labels(plan.candidates) == ["tflite on cpu"]
     assert reasons(plan) == {"onnxruntime on cpu": "loads onnx models, not tflite",
-                             "numpy on cpu": "loads onnx models, not tflite"}
+                             "numpy on cpu": "loads onnx models, not tflite",
+                             "tensorrt on cuda:0": "loads onnx/tensorrt models, not tflite"}
     none = make_plan(source, report(runtimes={"onnxruntime": "1"}))
     assert none.candidates == [] and reasons(none)["tflite on cpu"] == (
         "not installed (pip install 'deploykit[tflite]')")
@@ -142,13 +144,14 @@ def test_explicit_backend_is_a_one_candidate_plan() -> None:
 
 def test_a_tuner_can_reorder_the_plan() -> None:
     plan = make_plan(open_model(models.fixed_image()), report(gpus=(H100,), providers=(TRT, CUDA, CPU)))
-    trt, cuda, cpu, ref = plan.candidates
+    engine_trt, trt, cuda, cpu, ref = plan.candidates
     timed = [replace(cuda, measured_ms=0.21), replace(trt, measured_ms=0.34), replace(cpu, measured_ms=0.9)]
     tuned = plan.reordered(sorted(timed, key=lambda c: c.measured_ms or 0),
-                           rejected=[replace(ref, reason="slower than 10x the fastest")])
+                           rejected=[replace(engine_trt, reason="failed to build"),
+                                     replace(ref, reason="slower than 10x the fastest")])
     assert labels(tuned.candidates) == [cuda.label, trt.label, cpu.label]
     assert tuned.decided_by == "measurement" and tuned.rejected[-1].label == "numpy on cpu"
-    assert plan.decided_by == "rule" and len(plan.candidates) == 4  # the rule's plan is unchanged
+    assert plan.decided_by == "rule" and len(plan.candidates) == 5  # the rule's plan is unchanged
     assert "(0.21 ms)" in tuned.explain()
     with pytest.raises(ValueError, match=r"not viable candidates of this plan: onnxruntime\[CPU\] on cuda:7"):
         plan.reordered([replace(cpu, device="cuda:7")])
@@ -160,13 +163,14 @@ def test_plan_to_dict_and_text() -> None:
     plan = make_plan(open_model(models.dynamic_add()), report(gpus=(H100,), providers=(TRT, CUDA, CPU)))
     data = plan.to_dict()
     assert json.loads(json.dumps(data)) == data
-    assert data["candidates"][0] == {"backend": "onnxruntime", "device": "cuda:0",
+    assert data["candidates"][1] == {"backend": "onnxruntime", "device": "cuda:0",
                                      "providers": [CUDA, CPU], "reason": None, "measured_ms": None}
     text = plan.explain()
     assert text.splitlines()[0] == ("plan for <onnx.ModelProto> (onnx), backend='auto', decided by rule")
     for cand in plan.rejected:
         assert f"rejected  {cand.label}: {cand.reason}" in text
-    assert plan.summary().startswith("<onnx.ModelProto>: will try onnxruntime[CUDA, CPU] on cuda:0, ")
+    assert plan.summary().startswith("<onnx.ModelProto>: will try tensorrt on cuda:0, onnxruntime[CUDA, CPU] "
+                                     "on cuda:0, ")
 
 
 # -- dk.load on this machine ----------------------------------------------------------------------
@@ -183,9 +187,10 @@ def test_auto_here_skips_gpu_paths_with_reasons(caplog: pytest.LogCaptureFixture
                                       "onnxruntime[CUDA, CPU] on cuda:0"}
     probe_reason = dk.probe().gpu_probe
     for c in gpu:
-        assert c.reason in ("deploykit has no adapter for it yet", f"no NVIDIA GPU ({probe_reason})")
+        assert c.reason in ("deploykit has no adapter for it yet", f"no NVIDIA GPU ({probe_reason})") or (
+            c.backend == "tensorrt" and c.reason is not None and c.reason.startswith("not installed"))
     logged = [r.getMessage() for r in caplog.records if r.name == "deploykit"]
-    assert "<onnx.ModelProto>: runs on onnxruntime[CPU] on cpu (by rule) — rejected onnxruntime[" \
+    assert "<onnx.ModelProto>: runs on onnxruntime[CPU] on cpu (by rule) — rejected tensorrt on cuda:0 (" \
         in "\n".join(logged)
 
 

@@ -27,10 +27,11 @@ REGISTRY: dict[str, str] = {
     "onnxruntime": "deploykit.backends.onnxruntime:OnnxRuntimeBackend",
     "numpy": "deploykit.backends.reference:NumpyBackend",
     "tflite": "deploykit.backends.tflite:TFLiteBackend",
+    "tensorrt": "deploykit.backends.tensorrt:TensorRTBackend",
 }
 
 #: Short names users may type -> registry name.
-ALIASES: dict[str, str] = {"ort": "onnxruntime", "reference": "numpy", "litert": "tflite"}
+ALIASES: dict[str, str] = {"ort": "onnxruntime", "reference": "numpy", "litert": "tflite", "trt": "tensorrt"}
 
 _lock = threading.Lock()
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from ..cachedir import cache_dir
 from ..errors import IntegrityError
-from ..tuning_cache import cache_dir
 from .integrity import sha256_of
 from .manifest import MAX_FILES, check_path
 

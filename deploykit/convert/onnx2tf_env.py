@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..cachedir import cache_dir
 from ..errors import BackendUnavailable, InvalidArgument
-from ..tuning_cache import cache_dir
 
 log = logging.getLogger("deploykit.convert")
 

@@ -67,7 +67,7 @@ def test_auto_order_is_documented_priority() -> None:
     order = backends.auto_order()
     assert order == list(backends.AUTO_ORDER)  # the former constant, now each adapter's priority
     assert order.index("onnxruntime") < order.index("numpy") and order.index("tflite") < order.index("numpy")
-    assert backends.auto_candidates("onnx") == ["onnxruntime", "numpy"]
+    assert backends.auto_candidates("onnx") == ["tensorrt", "onnxruntime", "numpy"]
     assert backends.auto_candidates("tflite") == ["tflite"]
     assert backends.canonical_name("LiteRT") == "tflite"
 

@@ -60,7 +60,7 @@ def test_run_single_input_and_npz(tmp_path: Path, capsys: pytest.CaptureFixture[
     (["run", "missing.onnx"], "deploykit run: error: model file not found: missing.onnx"),
     (["info", "missing.onnx"], "deploykit info: error: model file not found: missing.onnx"),
     (["frobnicate"], "deploykit: error: argument COMMAND: invalid choice: 'frobnicate'"),
-    (["run", "MODEL", "--backend", "tensorrt"], "deploykit run: error: unknown backend 'tensorrt'"),
+    (["run", "MODEL", "--backend", "tvm"], "deploykit run: error: unknown backend 'tvm'"),
     (["run", "MODEL", "-o", "/no/such/folder/out.npz"], "--output /no/such/folder/out.npz: folder "
                                                         "'/no/such/folder' does not exist"),
     (["run", "MODEL", "-o", "."], "--output .: is a folder"),
@@ -118,7 +118,8 @@ def test_module_and_version_via_subprocess() -> None:
 def test_the_table_of_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """One table lists the commands; the parser, the help and the dispatch all read it."""
     assert [c.name for c in COMMANDS] == ["demo", "info", "run", "bench", "backends", "probe", "tune",
-                                           "quantize", "prune", "serve"]
+                                           "export", "convert", "quantize", "prune", "pack", "inspect",
+                                           "sign", "serve"]
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = " ".join(capsys.readouterr().out.split())

@@ -1,0 +1,73 @@
+"""Built TensorRT engines on disk, in deploykit's cache folder (beside the tuning decisions): keyed by
+everything that changes the engine — the model's sha256 (its external data included), TensorRT's
+version, the GPU's name and compute capability, the build options and the optimization profiles —
+so a changed model, driver upgrade or option never reuses a stale engine, and the same inputs always
+find their engine. A corrupt or foreign file is rebuilt (with a warning), never loaded blind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ...cachedir import cache_dir
+
+log = logging.getLogger("deploykit")
+
+HEADER_BYTES = 4096  # the JSON header before the serialized engine (padded)
+MAGIC = b"deploykit-trt\n"
+
+
+def cache_key(model_sha256: str, trt_version: str, gpu_name: str, compute_capability: str | None,
+              build: dict[str, Any], profiles: list[dict[str, Any]]) -> str:
+    """Hex sha256 over every component (a change to any one changes the key)."""
+    parts = {"model": model_sha256, "tensorrt": trt_version, "gpu": gpu_name,
+             "compute_capability": compute_capability, "build": build, "profiles": profiles}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def engine_path(key: str) -> Path:
+    return cache_dir() / "tensorrt" / f"{key}.engine"
+
+
+def store(path: Path, key: str, plan: bytes, facts: dict[str, Any]) -> None:
+    """Write ``MAGIC`` + a JSON header (key, facts) + the serialized engine, atomically."""
+    header = json.dumps({"key": key, **facts}).encode()
+    if len(header) > HEADER_BYTES - len(MAGIC):
+        header = json.dumps({"key": key}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".part{os.getpid()}")
+    with open(partial, "wb") as out:
+        out.write(MAGIC + header.ljust(HEADER_BYTES - len(MAGIC)) + plan)
+    os.replace(partial, path)
+
+
+def load(path: Path, key: str) -> bytes | None:
+    """The serialized engine cached under ``key``; None (a warning when the file is there but not
+    ours, torn, or for another key) when it must be built."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("TensorRT engine cache %s unreadable (%s); building again", path, e)
+        return None
+    if not data.startswith(MAGIC) or len(data) <= HEADER_BYTES:
+        log.warning("TensorRT engine cache %s is not a deploykit engine file (or is cut short); building "
+                    "again", path)
+        return None
+    try:
+        header = json.loads(data[len(MAGIC):HEADER_BYTES].decode().strip())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("TensorRT engine cache %s has a corrupt header; building again", path)
+        return None
+    if not isinstance(header, dict) or header.get("key") != key:
+        log.warning("TensorRT engine cache %s belongs to another build; building again", path)
+        return None
+    return data[HEADER_BYTES:]
+
+
+__all__ = ["HEADER_BYTES", "MAGIC", "cache_key", "engine_path", "load", "store"]
