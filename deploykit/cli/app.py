@@ -21,7 +21,22 @@ from typing import TextIO
 
 from ..errors import BackendError, DeployKitError, DeployKitWarning, InvalidArgument
 from ..version import __version__
-from . import backends, bench, bundle, convert, demo, export, info, probe, prune, quantize, run, serve, tune
+from . import (
+    backends,
+    bench,
+    build,
+    bundle,
+    convert,
+    demo,
+    export,
+    info,
+    probe,
+    prune,
+    quantize,
+    run,
+    serve,
+    tune,
+)
 from .command import Command
 from .options import Parser, cli_wording
 
@@ -30,7 +45,7 @@ from .options import Parser, cli_wording
 COMMANDS: tuple[Command, ...] = (demo.COMMAND, info.COMMAND, run.COMMAND, bench.COMMAND,
                                  backends.COMMAND, probe.COMMAND, tune.COMMAND, export.COMMAND,
                                  convert.COMMAND, quantize.COMMAND, prune.COMMAND, bundle.PACK,
-                                 bundle.INSPECT, bundle.SIGN, serve.COMMAND)
+                                 bundle.INSPECT, bundle.SIGN, build.COMMAND, serve.COMMAND)
 
 
 def build_parser() -> Parser:

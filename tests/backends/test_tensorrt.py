@@ -163,3 +163,16 @@ def test_the_plan_prefers_tensorrt_on_a_gpu_host_and_rejects_unprofiled_models()
     assert why is not None and why.startswith("no optimization profile: ") and "'seq'" in why
     ranged = make_plan(open_model(text), host, options={"dims": {"seq": (1, 64, 256)}})
     assert ranged.candidates[0].label == "tensorrt on cuda:0"
+
+
+def test_the_build_command_turns_flags_into_load_options(capsys: pytest.CaptureFixture) -> None:
+    from deploykit.cli import build_parser
+    from deploykit.cli.build import options_of
+    args = build_parser().parse_args(["build", "m.onnx", "--fp16", "--dim", "seq=1,128,512",
+                                      "--shape", "x=1x3x8x8:2x3x8x8:4x3x8x8", "--workspace-mb", "256"])
+    assert options_of(args) == {"fp16": True, "int8": False, "tf32": True, "opt_level": 3, "device_id": 0,
+                                "rebuild": False, "workspace_mb": 256, "dims": {"seq": (1, 128, 512)},
+                                "shapes": {"x": [(1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8)]}}
+    from deploykit.cli import main
+    assert main(["build", "m.onnx", "--shape", "x=1x3:2x3"]) == 2
+    assert "expected INPUT=MIN:OPT:MAX" in capsys.readouterr().err

@@ -119,7 +119,7 @@ def test_the_table_of_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """One table lists the commands; the parser, the help and the dispatch all read it."""
     assert [c.name for c in COMMANDS] == ["demo", "info", "run", "bench", "backends", "probe", "tune",
                                            "export", "convert", "quantize", "prune", "pack", "inspect",
-                                           "sign", "serve"]
+                                           "sign", "build", "serve"]
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = " ".join(capsys.readouterr().out.split())
