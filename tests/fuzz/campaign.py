@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def _seeds() -> dict[str, list[bytes]]:
             "pipeline": [(folder / "pipeline.json").read_bytes()]}
 
 
-def _attempt(kind: str, data: bytes) -> str:
+def attempt(kind: str, data: bytes) -> str:
     import deploykit as dk
     from deploykit.bundle.manifest import parse
     from deploykit.synth import synthesize
@@ -60,14 +61,10 @@ def _attempt(kind: str, data: bytes) -> str:
         return f"raw:{type(e).__name__}: {str(e)[:200]}"
 
 
-def worker(seed: int, count: int) -> int:
-    """Run ``count`` inputs from ``seed``; one JSON line per input (index first, so a crash names it)."""
-    import logging
-    import warnings
-
+def inputs(seed: int, count: int) -> Iterator[tuple[int, str, bytes]]:
+    """The campaign's inputs for ``seed``, in order: (index, kind, bytes) — deterministic, so that a
+    finding's (seed, index) reproduces it."""
     from tests.fuzz.corpus import _mutants
-    logging.disable(logging.CRITICAL)
-    warnings.simplefilter("ignore")
     seeds = _seeds()
     rng = random.Random(seed)
     kinds = [k for k in KINDS if seeds[k]]
@@ -75,8 +72,19 @@ def worker(seed: int, count: int) -> int:
         kind = kinds[index % len(kinds)]
         source = rng.choice(seeds[kind])
         _, data = list(_mutants(source, rng, 5))[rng.randrange(5)]  # one of the five kinds of mutation
+        yield index, kind, data
+
+
+def worker(seed: int, count: int) -> int:
+    """Run ``count`` inputs from ``seed``; one JSON line per input (index first, so a crash names it)."""
+    import logging
+    import warnings
+
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    for index, kind, data in inputs(seed, count):
         print(json.dumps({"i": index, "kind": kind}), flush=True)
-        print(json.dumps({"i": index, "outcome": _attempt(kind, data)}), flush=True)
+        print(json.dumps({"i": index, "outcome": attempt(kind, data)}), flush=True)
     return 0
 
 

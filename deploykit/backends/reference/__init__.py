@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...arguments import check_bool, check_threads
-from ...errors import BackendError, DeployKitWarning, ModelLoadError, warn
+from ...errors import BackendError, DeployKitWarning, ModelLoadError, first_line, warn
 from ...model import ModelSource, onnx_io_specs
 from ..base import CPU, Backend
 from .blas import blas_pool
@@ -52,9 +52,15 @@ class NumpyBackend(Backend):
         threads = check_threads(threads, warn_above_usable=False)  # dk.load warned already
         fold_constants = check_bool(fold_constants, "fold_constants")
         optimize = check_bool(optimize, "optimize")
-        proto = _prepared(source, optimize)
-        self.inputs, self.outputs = onnx_io_specs(proto)
-        self._graph, self.delegated = _compiled(proto, fold_constants, source.label)
+        try:
+            proto = _prepared(source, optimize)
+            self.inputs, self.outputs = onnx_io_specs(proto)
+            self._graph, self.delegated = _compiled(proto, fold_constants, source.label)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, UnicodeDecodeError) as e:
+            # a malformed graph the checks above let through (the fuzzing found such: tensors of
+            # an undefined type, attributes of the wrong kind, names that are not UTF-8)
+            raise ModelLoadError(f"{source.label}: the numpy backend cannot read this model "
+                                 f"({type(e).__name__}: {first_line(e)})") from e
         self._output_index = {n: i for i, n in enumerate(self._graph.output_names)}
         #: BLAS threads this engine's runs get (None: numpy's own pool size, which deploykit cannot
         #: read; ``threads_note`` says why)
