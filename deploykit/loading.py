@@ -93,12 +93,13 @@ def _load_bundle(model: Any, backend: str, threads: int | None, check: bool | st
                  tune: bool | Mapping[str, Any], verify: Any, options: dict[str, Any]) -> Engine:
     """``load`` for a bundle: verified first, then its artifacts; the engine carries what it holds."""
     bundle = open_bundle(model, verify=verify)
+    pipeline, labels = bundle.pipeline(), bundle.labels()  # before the engine: a bad one loses nothing
     if tune is True and bundle.manifest.tuning:
         tune = bundle.manifest.tuning  # the bundle's tuning hints (inputs to measure with...)
     artifacts = [str(p) for p in bundle.artifacts]
     engine = load(artifacts if len(artifacts) > 1 else artifacts[0], backend, threads=threads, check=check,
                   strict=strict, tune=tune, **options)
-    engine.pipeline, engine.labels, engine.bundle = bundle.pipeline(), bundle.labels(), bundle
+    engine.pipeline, engine.labels, engine.bundle = pipeline, labels, bundle
     return engine
 
 

@@ -29,6 +29,8 @@ SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 MAX_BYTES = 8 << 30
 MAX_RATIO = 200
 _RATIO_FLOOR = 1 << 20
+#: The most a tar's extended (pax, GNU long-name) header may hold.
+MAX_HEADER_BYTES = 1 << 20
 _CHUNK = 1 << 20
 
 
@@ -130,9 +132,38 @@ def _tar_members(tf: tarfile.TarFile, label: str) -> Iterator[tarfile.TarInfo]:
         yield info
 
 
+def _scan_tar_headers(archive: Path, label: str) -> None:
+    """Every tar header read before ``tarfile`` does: ``tarfile`` loads a pax or GNU long-name
+    header's whole declared size into memory, so a few-KiB archive could ask for gigabytes."""
+    import gzip
+    opener = gzip.open if archive.read_bytes()[:2] == b"\x1f\x8b" else open
+    with opener(archive, "rb") as stream:
+        while True:
+            header = stream.read(512)
+            if len(header) < 512 or header == bytes(512):
+                return
+            try:
+                size = int(header[124:136].rstrip(b"\0 ").decode() or "0", 8)
+            except ValueError:
+                return  # tarfile itself will refuse the header
+            if header[156:157] in (b"x", b"g", b"L", b"K") and size > MAX_HEADER_BYTES:
+                raise IntegrityError(f"{label}: a tar header declares {size} bytes of extended names; over "
+                                     f"the {MAX_HEADER_BYTES} allowed")
+            left = (size + 511) // 512 * 512
+            while left:
+                chunk = stream.read(min(left, _CHUNK))
+                if not chunk:
+                    return
+                left -= len(chunk)
+
+
 def _untar(archive: Path, staging: Path, label: str) -> None:
     budget = _Budget(label)
     packed = archive.stat().st_size
+    try:
+        _scan_tar_headers(archive, label)
+    except (OSError, EOFError, zlib.error) as e:
+        raise IntegrityError(f"{label}: not a readable tar archive ({type(e).__name__}: {e})") from e
     try:
         with tarfile.open(archive, "r:*") as tf:
             for info in _tar_members(tf, label):
@@ -148,6 +179,8 @@ def _untar(archive: Path, staging: Path, label: str) -> None:
                     raise IntegrityError(f"{label}: archive member {info.name!r} cannot be read")
                 with source:
                     _copy(source, path, info.name, packed, budget, info.size)
+    except IntegrityError:
+        raise
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:
         if isinstance(e, FileExistsError):
             raise IntegrityError(f"{label}: the archive holds the same member twice") from e

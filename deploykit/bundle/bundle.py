@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class Bundle:
         """The labels, one per line (None when the bundle carries none)."""
         if self.manifest.labels is None:
             return None
-        return _text(self.folder / self.manifest.labels, self.label).splitlines()
+        return split_lines(_text(self.folder / self.manifest.labels, self.label))
 
     def _rows(self) -> list[tuple[str, str]]:
         m = self.manifest
@@ -84,6 +85,12 @@ def _text(path: Path, label: str) -> str:
         raise IntegrityError(f"{label}: {path.name} is not UTF-8 text ({e})") from e
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines split at ``\n`` only (a label may hold any other character), one final newline dropped."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def is_bundle(model: Any) -> bool:
     """True for a folder holding ``deploykit.json`` or a ``.zip``/``.tar`` file (a bundle archive)."""
     if not isinstance(model, (str, os.PathLike)):
@@ -102,12 +109,17 @@ def open_bundle(model: str | os.PathLike[str], *, verify: str | os.PathLike[str]
     if verify is not None and not isinstance(verify, (str, os.PathLike)):
         raise InvalidArgument(f"verify must be the path of a public key (PEM), got {type(verify).__name__}")
     folder = unpack(path, label) if path.is_file() else path
-    manifest = read(folder, label)
-    integrity.verify(folder, manifest, label)
+    try:
+        manifest = read(folder, label)
+        integrity.verify(folder, manifest, label)
+    except IntegrityError:
+        if path.is_file():  # our unpacked copy: gone, so a fixed archive (or our tampered copy) unpacks anew
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     signed = (folder / SIGNATURE).is_file()
     if verify is not None:
         signing.verify(folder, verify, label)
     return Bundle(folder, label, manifest, signed, verify is not None)
 
 
-__all__ = ["MAX_TEXT_FILE", "Bundle", "is_bundle", "open_bundle"]
+__all__ = ["MAX_TEXT_FILE", "Bundle", "is_bundle", "open_bundle", "split_lines"]

@@ -21,6 +21,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILES = 1000
 MAX_DEPTH = 8
 MAX_TEXT = 512
+#: What an artifact may be: model files only (a manifest or an archive would reach past the bundle).
+MODEL_SUFFIXES = (".onnx", ".tflite", ".engine", ".plan", ".trt")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 META_FIELDS = ("name", "version", "created_by", "created_at", "source_framework", "description")
 
@@ -93,6 +95,10 @@ def parse(data: bytes, label: str) -> Manifest:
     if not isinstance(artifacts, list) or not artifacts or len(artifacts) > 16:
         raise IntegrityError(f"{label}: artifacts must list 1 to 16 model files, got {str(artifacts)[:80]}")
     named = [check_path(a, "artifact", label) for a in artifacts]
+    for path in named:
+        if PurePosixPath(path).suffix.lower() not in MODEL_SUFFIXES:
+            raise IntegrityError(f"{label}: artifact {path} is not a model file "
+                                 f"({', '.join(MODEL_SUFFIXES)})")
     optional = {k: check_path(raw[k], k, label) if raw.get(k) is not None else None
                 for k in ("pipeline", "labels")}
     for path in [*named, *(p for p in optional.values() if p)]:
@@ -146,7 +152,9 @@ def _object(value: Any, what: str, label: str) -> dict[str, Any]:
 
 def _specs(value: Any, what: str, label: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or len(value) > 256 or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str) for s in value):
+            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("dtype", ""), str)
+            and (s.get("shape") is None or (isinstance(s["shape"], list) and len(s["shape"]) <= 64 and all(
+                d is None or isinstance(d, (int, str)) for d in s["shape"]))) for s in value):
         raise IntegrityError(f"{label}: {what} must be a list of {{name, dtype, shape}} objects")
     return value
 
@@ -161,5 +169,6 @@ def read(folder: Path, label: str) -> Manifest:
     return parse(data, label)
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "META_FIELDS", "SIGNATURE", "FileEntry", "Manifest",
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "META_FIELDS", "MODEL_SUFFIXES", "SIGNATURE", "FileEntry",
+           "Manifest",
            "check_path", "parse", "read"]

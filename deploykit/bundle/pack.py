@@ -15,14 +15,14 @@ from typing import Any
 import onnx
 
 from ..artifacts import open_artifacts
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, first_line
 from ..preprocess import Pipeline
 from ..spec import TensorSpec, dtype_name
 from ..version import __version__
 from . import archive, signing
-from .bundle import MAX_TEXT_FILE, Bundle, open_bundle
+from .bundle import MAX_TEXT_FILE, Bundle, open_bundle, split_lines
 from .integrity import present_files, sha256_of
-from .manifest import MANIFEST, MAX_TEXT, META_FIELDS, FileEntry, Manifest
+from .manifest import MANIFEST, MAX_TEXT, META_FIELDS, MODEL_SUFFIXES, FileEntry, Manifest, parse
 
 MODEL_FOLDER = "model"
 
@@ -31,18 +31,27 @@ def pack(models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
          pipeline: Pipeline | str | os.PathLike[str] | None = None,
          labels: Sequence[str] | str | os.PathLike[str] | None = None,
          metadata: Mapping[str, str] | None = None, tuning: Mapping[str, Any] | None = None,
-         sign_key: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Bundle:
+         sign_key: str | os.PathLike[str] | None = None, password: str | bytes | None = None,
+         overwrite: bool = False) -> Bundle:
     """Bundle the artifacts of one model (a path or a list: several formats or precisions, checked
     compatible as ``dk.load([...])`` checks them) with ``pipeline`` (a Pipeline or its JSON file),
     ``labels`` (a list or a text file, one per line), ``metadata`` (name, version, created_by,
     source_framework, description, or any other text) and ``tuning`` hints (``dk.tune`` settings), at
     ``output``: a new folder, or a ``.zip``/``.tar``/``.tar.gz`` file. ``sign_key``: an EC private key
-    (PEM) to sign it with (extra ``[sign]``). Returns the bundle, opened and verified."""
-    paths = [Path(m) for m in ([models] if isinstance(models, (str, os.PathLike)) else list(models))]
-    if not paths or not all(isinstance(m, (str, os.PathLike)) for m in
-                            ([models] if isinstance(models, (str, os.PathLike)) else models)):
+    (PEM; ``password`` if it is encrypted) to sign it with (extra ``[sign]``). Returns the bundle,
+    opened and verified."""
+    given = [models] if isinstance(models, (str, os.PathLike)) else \
+        list(models) if isinstance(models, (list, tuple)) else []
+    if not given or not all(isinstance(m, (str, os.PathLike)) for m in given):
         raise InvalidArgument("models must be the path of a model file or a list of them")
+    paths = [Path(m) for m in given]
+    for path in paths:
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise InvalidArgument(f"models: {path.name} is not a model file ({', '.join(MODEL_SUFFIXES)}); "
+                                  "give the artifacts themselves")
     target = _output(output, overwrite)
+    if any(target.resolve() == p.resolve().parent or target.resolve() in p.resolve().parents for p in paths):
+        raise InvalidArgument(f"output {target} holds one of the models; write the bundle elsewhere")
     arts = open_artifacts([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), check=True)
     inputs, outputs = arts.io_specs() or ([], [])
     staging = Path(tempfile.mkdtemp(prefix="deploykit-pack-"))
@@ -55,13 +64,19 @@ def pack(models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
             (staging / "pipeline.json").write_text(spec.to_json() + "\n")
             manifest.pipeline = "pipeline.json"
         if labels is not None:
-            (staging / "labels.txt").write_text("\n".join(_labels(labels)) + "\n", encoding="utf-8")
+            (staging / "labels.txt").write_bytes(("\n".join(_labels(labels)) + "\n").encode("utf-8"))
             manifest.labels = "labels.txt"
         manifest.files = {rel: FileEntry(size, sha256_of(staging / rel))
                           for rel, size in present_files(staging, "pack").items()}
-        (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        try:
+            text = manifest.to_json()
+            parse(text.encode(), "pack")  # what dk.load will accept, checked before anything is written
+        except (TypeError, ValueError) as e:  # IntegrityError is a ValueError; JSON refuses arrays
+            raise InvalidArgument(f"the bundle would not load: {first_line(e)} (metadata and tuning hints "
+                                  "must be small JSON: text, numbers, lists)") from e
+        (staging / MANIFEST).write_text(text, encoding="utf-8")
         if sign_key is not None:
-            signing.sign(staging, sign_key)
+            signing.sign(staging, sign_key, password=password)
         if archive.is_archive(target):
             partial = target.with_name(target.name + ".part")
             archive.write(staging, partial, target.name)
@@ -75,7 +90,8 @@ def pack(models: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
     return open_bundle(target)
 
 
-def sign(bundle: str | os.PathLike[str], key: str | os.PathLike[str], *, password: str | None = None) -> Path:
+def sign(bundle: str | os.PathLike[str], key: str | os.PathLike[str], *,
+         password: str | bytes | None = None) -> Path:
     """Sign the bundle folder at ``bundle`` (its files first checked against its manifest) with the
     EC private key at ``key`` (PEM; extra ``[sign]``); returns the signature's path. An archive is
     signed by packing with ``sign_key=`` (the signature travels inside it)."""
@@ -92,6 +108,8 @@ def _output(output: Any, overwrite: bool) -> Path:
     target = Path(output)
     if not target.parent.is_dir():
         raise InvalidArgument(f"output {target}: the folder {target.parent} does not exist")
+    if target.is_symlink():
+        raise InvalidArgument(f"output {target} is a symbolic link; give a real folder or file path")
     if target.exists() and not overwrite and (target.is_file() or any(target.iterdir())):
         raise InvalidArgument(f"output {target} exists and is not empty (pass overwrite=True to replace it)")
     if target.exists() and target.is_file() != archive.is_archive(target):
@@ -113,6 +131,9 @@ def _copy_artifacts(paths: list[Path], staging: Path) -> list[str]:
             destination.parent.mkdir(parents=True, exist_ok=True)
             if not destination.exists():
                 shutil.copyfile(path.parent / location, destination)
+            elif sha256_of(destination) != sha256_of(path.parent / location):
+                raise InvalidArgument(f"models: {path.name}'s external data {location} differs from another "
+                                      "artifact's file of that name; give each model its own file name")
         names.append(rel)
     return names
 
@@ -168,12 +189,15 @@ def _labels(labels: Any) -> list[str]:
             raise InvalidArgument(f"labels: {path} is over {MAX_TEXT_FILE} bytes; a labels file is text, "
                                   "one per line")
         try:
-            return path.read_bytes().decode("utf-8").splitlines()
+            return _labels(split_lines(path.read_bytes().decode("utf-8")))
         except UnicodeDecodeError as e:
             raise InvalidArgument(f"labels: {path} is not UTF-8 text ({e})") from e
-    items = list(labels)
-    if not all(isinstance(x, str) and "\n" not in x for x in items):
-        raise InvalidArgument("labels must be a list of text (one line each) or a text file")
+    items = list(labels) if isinstance(labels, (list, tuple)) else None
+    if not items or not all(isinstance(x, str) and len(x.splitlines() or [""]) == 1 and "\r" not in x
+                            for x in items):
+        raise InvalidArgument("labels must be a non-empty list of text without line breaks, or a text file")
+    if sum(len(x) + 1 for x in items) > MAX_TEXT_FILE:
+        raise InvalidArgument(f"labels: over {MAX_TEXT_FILE} bytes of labels")
     return items
 
 

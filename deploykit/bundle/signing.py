@@ -36,14 +36,17 @@ def _hashing(library: Any, folder: Path) -> Any:
     return library.hashing.Config().set_ignored_paths(paths=[Path(SIGNATURE)])
 
 
-def sign(folder: Path, key: str | os.PathLike[str], *, password: str | None = None) -> Path:
+def sign(folder: Path, key: str | os.PathLike[str], *, password: str | bytes | None = None) -> Path:
     """Sign every file of the bundle folder with the elliptic-curve private key at ``key``; returns
     the signature's path (``deploykit.sig`` in the bundle)."""
     library = _library()
     private = _key(key, "key")
+    if password is not None and not isinstance(password, (str, bytes)):
+        raise InvalidArgument(f"password must be text or bytes, got {type(password).__name__}")
+    secret = password.encode() if isinstance(password, str) else password  # the library wants bytes
     signature = folder / SIGNATURE
     try:
-        (library.signing.Config().use_elliptic_key_signer(private_key=private, password=password)
+        (library.signing.Config().use_elliptic_key_signer(private_key=private, password=secret)
          .set_hashing_config(_hashing(library, folder)).sign(folder, signature))
     except (ValueError, TypeError) as e:  # the library's own: a key that is not an EC private key...
         raise InvalidArgument(f"key {private}: cannot sign with it ({e})") from e

@@ -47,7 +47,7 @@ def _joblib(path: Path) -> Any:
 #: file suffix -> (reader, whether reading it runs code stored in the file)
 READERS: dict[str, tuple[Callable[[Path], Any], bool]] = {
     ".keras": (_keras, False),
-    ".pt2": (_torch_program, False),
+    ".pt2": (_torch_program, True),  # torch.export.load falls back to full unpickling of its weights
     ".pkl": (_pickle, True),
     ".pickle": (_pickle, True),
     ".joblib": (_joblib, True),
@@ -64,8 +64,8 @@ def load_trained(path: str | Path, *, trust_pickle: bool = False) -> Any:
         raise InvalidArgument(f"model: no file at {file}")
     reader, runs_code = READERS[file.suffix.lower()]
     if runs_code and not trust_pickle:
-        raise InvalidArgument(f"{file.name} is a pickle: loading it runs any code stored in it. Pass "
-                              "--trust-pickle (trust_pickle=True) only for a file you made or trust")
+        raise InvalidArgument(f"{file.name} holds pickled data: loading it can run any code stored in it. "
+                              "Pass --trust-pickle (trust_pickle=True) only for a file you made or trust")
     try:
         return reader(file)
     except (BackendUnavailable, InvalidArgument):

@@ -136,7 +136,7 @@ def test_verify_on_a_plain_model_is_refused() -> None:
 @pytest.mark.parametrize("kwargs, match", [
     ({"models": []}, "models must be"),
     ({"output": "missing-folder/b"}, "does not exist"),
-    ({"labels": ["a\nb"]}, "one line each"),
+    ({"labels": ["a\nb"]}, "without line breaks"),
     ({"metadata": {"name": 3}}, r"metadata\['name'\] must be text"),
     ({"labels": "no-such-labels.txt"}, "labels: no file at"),
 ])
@@ -170,3 +170,41 @@ def test_onnx_external_data_travels_with_the_model(tmp_path: Path) -> None:
                                   dk.load(MODEL_PATH).run({"images": images})["label"])
     shutil.rmtree(tmp_path / "src")  # the bundle is self-contained
     assert dk.load(tmp_path / "b").run({"images": images})["label"].shape == (4,)
+
+
+def test_two_artifacts_with_different_external_data_of_one_name_are_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    for folder, value in (("a", 1.0), ("b", 100.0)):
+        (tmp_path / folder).mkdir()
+        weight = numpy_helper.from_array(np.full((256,), value, np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256])], [weight])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                  str(tmp_path / folder / f"{folder}.onnx"), save_as_external_data=True,
+                  location="weights.bin", size_threshold=0)
+    with pytest.raises(dk.InvalidArgument, match=r"external data weights\.bin differs"):
+        dk.pack([tmp_path / "a" / "a.onnx", tmp_path / "b" / "b.onnx"], tmp_path / "out")
+
+
+def test_labels_keep_every_character_but_line_breaks_are_refused(tmp_path: Path) -> None:
+    odd = ["tab\there", "ünïcödé", "  spaced  ", "x" * 300]
+    assert dk.load(dk.pack(MODEL_PATH, tmp_path / "b", labels=odd).folder).labels == odd
+    for bad in (["a\rb", "c"], ["x\u2028y"], []):
+        with pytest.raises(dk.InvalidArgument, match="without line breaks"):
+            dk.pack(MODEL_PATH, tmp_path / "c", labels=bad, overwrite=True)
+
+
+def test_pack_refuses_what_load_would_refuse_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(dk.InvalidArgument, match="the bundle would not load"):
+        dk.pack(MODEL_PATH, tmp_path / "b", tuning={"inputs": {"images": np.zeros((1, 1, 8, 8))}})
+    with pytest.raises(dk.InvalidArgument, match="the bundle would not load"):
+        dk.pack(MODEL_PATH, tmp_path / "b", metadata={"k" * 600: "v"})
+    assert not (tmp_path / "b").exists()
+    (tmp_path / "src").mkdir()
+    shutil.copyfile(MODEL_PATH, tmp_path / "src" / "m.onnx")
+    (tmp_path / "src" / "notes.txt").write_text("mine")
+    with pytest.raises(dk.InvalidArgument, match="holds one of the models"):
+        dk.pack(tmp_path / "src" / "m.onnx", tmp_path / "src", overwrite=True)
+    assert (tmp_path / "src" / "notes.txt").read_text() == "mine"  # nothing of the user's removed

@@ -12,6 +12,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import deploykit as dk
@@ -48,7 +49,10 @@ def _tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes] | No
 
 
 def _outside_untouched(tmp_path: Path) -> None:
-    assert not (tmp_path / "escaped.txt").exists() and not Path("/tmp/deploykit-escaped.txt").exists()
+    """No escaped file anywhere an escape could land: beside the archive, in or beside the unpack
+    folders of the cache, or at the absolute path."""
+    assert not Path("/tmp/deploykit-escaped.txt").exists()
+    assert not [p for p in tmp_path.rglob("escaped.txt")], list(tmp_path.rglob("escaped.txt"))
 
 
 @pytest.mark.parametrize("name", ["../escaped.txt", "/tmp/deploykit-escaped.txt", "a/../../escaped.txt",
@@ -164,3 +168,44 @@ def test_lying_or_malformed_manifests_are_refused(tmp_path: Path, edit: object, 
 def test_manifest_bytes_that_are_not_a_manifest(data: bytes, match: str) -> None:
     with pytest.raises(dk.IntegrityError, match=match):
         parse(data, "m")
+
+
+def test_a_tar_header_declaring_huge_extended_names_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    import gzip
+    header = bytearray(512)
+    header[0:10] = b"PaxHeaders"
+    header[124:136] = b"%011o\0" % 400_000_000  # 400 MB of "pax" data declared
+    header[156:157] = b"x"
+    header[257:263] = b"ustar\0"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    path = tmp_path / "pax.tar.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(bytes(header) + bytes(4 << 20))
+    with pytest.raises(dk.IntegrityError, match="tar header declares 400000000 bytes"):
+        dk.load(path)
+
+
+def test_a_bundle_artifact_must_be_a_model_file(tmp_path: Path) -> None:
+    manifest = json.loads(_manifest_bytes(tmp_path))
+    (tmp_path / "good" / "model" / "m.json").write_text(json.dumps({"artifacts": ["/etc/hostname"]}))
+    from deploykit.bundle.integrity import sha256_of
+    manifest["files"]["model/m.json"] = {"size": (tmp_path / "good" / "model" / "m.json").stat().st_size,
+                                         "sha256": sha256_of(tmp_path / "good" / "model" / "m.json")}
+    manifest["artifacts"] = ["model/m.json"]
+    (tmp_path / "good" / "deploykit.json").write_text(json.dumps(manifest))
+    with pytest.raises(dk.IntegrityError, match=r"artifact model/m\.json is not a model file"):
+        dk.load(tmp_path / "good")
+    with pytest.raises(dk.InvalidArgument, match=r"m\.json is not a model file"):
+        dk.pack(tmp_path / "good" / "model" / "m.json", tmp_path / "other")
+
+
+def test_a_tampered_unpacked_copy_is_dropped_and_unpacked_again(tmp_path: Path) -> None:
+    dk.pack(MODEL_PATH, tmp_path / "b.zip")
+    dk.load(tmp_path / "b.zip")
+    (copy,) = (tmp_path / "cache" / "bundles").iterdir()
+    (copy / "model" / "digits.onnx").write_bytes(b"x")  # someone changed the cached copy
+    with pytest.raises(dk.IntegrityError, match=r"digits\.onnx is 1 bytes"):
+        dk.load(tmp_path / "b.zip")
+    again = dk.load(tmp_path / "b.zip")  # unpacked anew from the untouched archive
+    assert again.run({"images": np.zeros((1, 1, 8, 8), np.float32)})["label"].shape == (1,)

@@ -105,3 +105,15 @@ def test_a_public_key_is_not_a_signing_key(bundle: Path, tmp_path: Path) -> None
     _, public = _keys(tmp_path, "k")
     with pytest.raises(dk.InvalidArgument, match="cannot sign with it"):
         dk.sign(bundle, public)
+
+
+def test_an_encrypted_key_signs_with_its_password(bundle: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "enc.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
+    (tmp_path / "enc.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    dk.sign(bundle, tmp_path / "enc.pem", password="secret")
+    assert dk.load(bundle, verify=tmp_path / "enc.pub").bundle.verified_signature
