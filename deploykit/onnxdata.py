@@ -45,8 +45,25 @@ def tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
+            for sparse in _sparse_of(attr):
+                yield sparse.values
+                yield sparse.indices
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
                 yield from tensors(sub)
+
+
+def _sparse_of(attr: onnx.AttributeProto) -> list[onnx.SparseTensorProto]:
+    return ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors)
+
+
+def sparse_tensors(graph: onnx.GraphProto) -> Iterator[onnx.SparseTensorProto]:
+    """Every sparse tensor a graph holds (their dense ``dims`` are what a runtime allocates)."""
+    yield from graph.sparse_initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            yield from _sparse_of(attr)
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from sparse_tensors(sub)
 
 
 def check_tensors(label: str, proto: onnx.ModelProto, base: Path | None) -> None:
@@ -54,6 +71,8 @@ def check_tensors(label: str, proto: onnx.ModelProto, base: Path | None) -> None
     from a file in ``base``) inside the folder and inside the file."""
     import onnx
 
+    for sparse in sparse_tensors(proto.graph):
+        _count(label, sparse)  # its dense size: bounded like any tensor's
     for tensor in tensors(proto.graph):
         count = _count(label, tensor)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -65,13 +84,14 @@ def check_tensors(label: str, proto: onnx.ModelProto, base: Path | None) -> None
             _check_inline(label, tensor, count)
 
 
-def _count(label: str, tensor: onnx.TensorProto) -> int:
+def _count(label: str, tensor: onnx.TensorProto | onnx.SparseTensorProto) -> int:
+    name = tensor.name if hasattr(tensor, "name") else tensor.values.name
     if any(d < 0 for d in tensor.dims):
-        raise ModelLoadError(f"{label}: tensor {tensor.name!r} declares a negative dimension "
+        raise ModelLoadError(f"{label}: tensor {name!r} declares a negative dimension "
                              f"{list(tensor.dims)}")
     count = math.prod(tensor.dims)
     if count > MAX_ELEMENTS:
-        raise ModelLoadError(f"{label}: tensor {tensor.name!r} declares {count} elements (dims "
+        raise ModelLoadError(f"{label}: tensor {name!r} declares {count} elements (dims "
                              f"{list(tensor.dims)}), over the {MAX_ELEMENTS} allowed")
     return count
 
@@ -109,7 +129,9 @@ def _check_inline(label: str, tensor: onnx.TensorProto, count: int) -> None:
         held = max(len(getattr(tensor, f)) for f in _TYPED)
         if tensor.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128):
             held //= 2
-    if held and tensor.data_type not in _four_bit() and held != count:
+    if tensor.data_type in _four_bit() or (not held and tensor.data_type == onnx.TensorProto.UNDEFINED):
+        return
+    if held != count:
         raise ModelLoadError(f"{label}: tensor {tensor.name!r} declares {count} elements (dims "
                              f"{list(tensor.dims)}) but holds {held}")
 
@@ -139,11 +161,11 @@ def _check_external(label: str, base: Path, tensor: onnx.TensorProto, count: int
                                  "byte count")
     size = target.stat().st_size
     offset = numbers.get("offset", 0)
-    length = numbers.get("length", size - offset)
+    want = _raw_bytes(tensor, count)
+    length = numbers.get("length", want if want is not None else size - offset)
     if offset + length > size:
         raise ModelLoadError(f"{label}: tensor {tensor.name!r}: external data {location!r} bytes "
                              f"{offset}..{offset + length} lie past its end ({size} bytes)")
-    want = _raw_bytes(tensor, count)
     if "length" in numbers and want is not None and length != want:
         raise ModelLoadError(f"{label}: tensor {tensor.name!r} declares dims {list(tensor.dims)} ({want} "
                              f"bytes) but its external data is {length} bytes")
