@@ -22,7 +22,8 @@ MAX_SAMPLES = 10_000
 
 def image_samples(folder: str | Path, pipeline: Any, *, limit: int = 256) -> np.ndarray:
     """Every image of ``folder`` (sorted by name, at most ``limit``), decoded as OpenCV's ``imread``
-    decodes (BGR, so a Pipeline written for OpenCV images works unchanged) and run through
+    decodes (BGR, turned as its EXIF orientation says, so a Pipeline written for OpenCV images works
+    unchanged) and run through
     ``pipeline`` (a ``dk.preprocess.Pipeline``): one array, the first axis counting the images."""
     from ..preprocess import Pipeline
 
@@ -37,14 +38,14 @@ def image_samples(folder: str | Path, pipeline: Any, *, limit: int = 256) -> np.
     if not files:
         raise InvalidArgument(f"folder {root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     try:
-        from PIL import Image
+        from PIL import Image, ImageOps
     except ImportError as e:
         raise BackendUnavailable(f"reading images needs Pillow: pip install pillow ({e})") from e
     tensors = []
     for file in files:
         try:
-            with Image.open(file) as image:
-                rgb = np.asarray(image.convert("RGB"))
+            with Image.open(file) as image:  # turned as its EXIF says, as OpenCV's imread does
+                rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
         except Exception as e:  # Pillow's own: a truncated or foreign file
             raise InvalidArgument(f"{file}: not an image Pillow can read ({type(e).__name__}: {e})") from e
         tensors.append(pipeline(np.ascontiguousarray(rgb[..., ::-1])))
@@ -77,8 +78,15 @@ def from_iterable(data: Iterable[Any], inputs: Sequence[TensorSpec], argument: s
         for spec in inputs:
             value = feed[spec.name]
             if spec.rank is not None and value.ndim == spec.rank - 1:
-                feed[spec.name] = value[None]
-        count = min(v.shape[0] if v.ndim else 1 for v in feed.values())
+                feed[spec.name] = value = value[None]
+            if value.ndim == 0:
+                raise InvalidArgument(f"{argument}[{k}]: input {spec.name} is a scalar; give its sample as "
+                                      f"an array of {spec}")
+        counts = {v.shape[0] for v in feed.values()}
+        if len(counts) != 1:
+            raise InvalidArgument(f"{argument}[{k}]: the inputs hold different numbers of samples: "
+                                  f"{ {n: v.shape[0] for n, v in feed.items()} }")
+        count = counts.pop()
         samples += [{n: v[i:i + 1] for n, v in feed.items()} for i in range(count)]
     return samples[:MAX_SAMPLES]
 

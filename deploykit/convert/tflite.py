@@ -147,13 +147,23 @@ def to_tflite(model: str | Path, path: str | Path, *, samples: Any = None, preci
             written = folder / "out" / ("model" + PRECISIONS[precision][1])
             if not written.is_file():
                 raise ConversionFailed(f"onnx2tf finished without writing {written.name}")
-            target.write_bytes(written.read_bytes())
+            candidate = target.with_name(f".{target.name}.checking")
+            candidate.write_bytes(written.read_bytes())
         seconds = time.perf_counter() - start
-        report = _check(reference, target, feeds, precision, layout, gate)
+        try:
+            report = _check(reference, candidate, feeds, precision, layout, gate)
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
     finally:
         reference.close()
     report.source, report.seconds, report.notes = source, seconds, notes + report.notes
-    report.size_bytes = target.stat().st_size
+    report.size_bytes = candidate.stat().st_size
+    report.path = target
+    if report.ok or accept_mismatch:  # a failing file is not left where the caller asked for a good one
+        os.replace(candidate, target)
+    else:
+        candidate.unlink()
     if not report.ok and not accept_mismatch:
         raise TFLiteMismatch(f"the .tflite at {target} does not match the ONNX model on the samples: "
                              + ", ".join(f"{k} {v:.6g}" for k, v in report.figures.items())
@@ -169,7 +179,8 @@ def _batched(feeds: list[dict[str, np.ndarray]], size: int) -> list[dict[str, np
     if size == 1:
         return feeds
     if len(feeds) < size:
-        raise InvalidArgument(f"samples: {len(feeds)} sample(s) for batch_size {size}; give at least {size}")
+        raise InvalidArgument(f"samples: {len(feeds)} sample(s) (made-up ones when none are given) for "
+                              f"batch_size {size}; give at least {size}")
     return [{name: np.concatenate([f[name] for f in feeds[k:k + size]]) for name in feeds[0]}
             for k in range(0, len(feeds) - size + 1, size)]
 
@@ -200,9 +211,11 @@ def _input_shapes(inputs: Sequence[TensorSpec], given: Mapping[str, Sequence[int
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in inputs:
         if spec.name in given:
-            shape = tuple(given[spec.name])
-            if (spec.shape is not None and len(shape) != len(spec.shape)) or \
-                    not all(isinstance(d, (int, np.integer)) and d >= 1 for d in shape):
+            value = given[spec.name]
+            shape = tuple(value) if isinstance(value, (list, tuple)) else ()
+            if not shape or (spec.shape is not None and len(shape) != len(spec.shape)) or \
+                    not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                            for d in shape):
                 raise InvalidArgument(f"input_shapes[{spec.name!r}]: {len(spec.shape or ())} positive sizes "
                                       f"for {spec}; got {given[spec.name]!r}")
             shapes[spec.name] = tuple(int(d) for d in shape)
@@ -320,20 +333,21 @@ def _check(reference: Any, target: Path, feeds: list[dict[str, np.ndarray]], pre
     try:
         pairs = _pair(reference.outputs, lite.outputs)
         want, got = [], []
+        moved: set[str] = set()
         for feed in feeds:
             want.append(reference.run(feed))
             out = lite.run({spec.name: _to_layout(feed[ref.name], spec, ref.name)
                             for ref, spec in zip(reference.inputs, lite.inputs)})
             got.append({ref.name: _from_layout(out[spec.name], want[-1][ref.name])
                         for ref, spec in pairs})
-        moved = [ref.name for ref, spec in pairs if got[0][ref.name] is not out[spec.name]]
+            moved |= {ref.name for ref, spec in pairs if got[-1][ref.name] is not out[spec.name]}
         inputs, outputs = [str(s) for s in lite.inputs], [str(s) for s in lite.outputs]
     finally:
         lite.close()
     figures = acc.figures(want, got)
     stacked_want, stacked_got = acc.stacked(want), acc.stacked(got)
     notes = [f"output {name}: channels last in the .tflite, moved back for the check"
-             for name in moved]
+             for name in sorted(moved)]
     if precision == "float32":
         table = tolerance_table()
         diffs = [diff_output("tflite", ref, stacked_want[ref.name], spec, stacked_got[ref.name], table)

@@ -80,3 +80,25 @@ def test_an_endless_generator_is_refused_not_read_forever() -> None:
         samples_for(engine, iter([]), "calibration", "quantize")
     with pytest.raises(dk.InvalidArgument, match=r"calibration\[0\]: no value for input\(s\) images"):
         samples_for(engine, iter([{"pixels": np.zeros((1, 1, 8, 8))}]), "calibration", "quantize")
+
+
+def test_scalars_and_unequal_counts_in_an_iterable_are_refused() -> None:
+    engine = dk.load(MODEL_PATH)
+    with pytest.raises(dk.InvalidArgument, match="is a scalar"):
+        samples_for(engine, iter([np.float32(1.0)]), "calibration", "quantize")
+    from tests import models
+    two = dk.load(models.dynamic_add())
+    with pytest.raises(dk.InvalidArgument, match="different numbers of samples"):
+        samples_for(two, iter([{"x": np.ones((2, 3), np.float32), "y": np.ones((5, 3), np.float32)}]),
+                    "calibration", "quantize")
+
+
+def test_an_image_is_turned_as_its_exif_orientation_says(tmp_path: Path) -> None:
+    picture = np.zeros((20, 40, 3), np.uint8)
+    picture[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(picture).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    pipeline = dk.preprocess.Pipeline.resize_to((40, 20), scale=1.0)
+    batch = image_samples(tmp_path, pipeline)
+    assert batch.shape == (1, 3, 40, 20)  # portrait, as displayed (and as cv2.imread returns it)

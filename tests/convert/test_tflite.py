@@ -152,3 +152,20 @@ def test_a_symbolic_dimension_past_the_batch_must_be_given(tmp_path: Path) -> No
     onnx.save(proto, str(tmp_path / "sym.onnx"))
     with pytest.raises(dk.InvalidArgument, match=r"symbolic dimensions past the batch.*input_shapes"):
         dk.to_tflite(tmp_path / "sym.onnx", tmp_path / "m.tflite", samples=_digits(2))
+
+
+@needs_env
+def test_a_failing_conversion_leaves_no_file_and_an_accepted_one_does(tmp_path: Path) -> None:
+    with pytest.raises(TFLiteMismatch):
+        dk.to_tflite(MODEL_PATH, tmp_path / "strict.tflite", samples=_digits(8), precision="int8", accuracy=1.0)
+    assert list(tmp_path.iterdir()) == []  # neither the .tflite nor the file it was checked in
+    report = dk.to_tflite(MODEL_PATH, tmp_path / "kept.tflite", samples=_digits(8), precision="int8",
+                          accuracy=1.0, accept_mismatch=True)
+    assert not report.ok and (tmp_path / "kept.tflite").is_file() and report.path == tmp_path / "kept.tflite"
+    assert not any(n.startswith("output") for n in report.notes)  # 2-D outputs were never moved
+
+
+def test_input_shapes_that_are_not_shapes_are_refused(tmp_path: Path) -> None:
+    for bad in (5, (True, 1, 8, 8), "1,1,8,8"):
+        with pytest.raises(dk.InvalidArgument, match=r"input_shapes\['images'\]"):
+            dk.to_tflite(MODEL_PATH, tmp_path / "m.tflite", input_shapes={"images": bad})
