@@ -157,7 +157,8 @@ def test_a_symbolic_dimension_past_the_batch_must_be_given(tmp_path: Path) -> No
 @needs_env
 def test_a_failing_conversion_leaves_no_file_and_an_accepted_one_does(tmp_path: Path) -> None:
     with pytest.raises(TFLiteMismatch):
-        dk.to_tflite(MODEL_PATH, tmp_path / "strict.tflite", samples=_digits(8), precision="int8", accuracy=1.0)
+        dk.to_tflite(MODEL_PATH, tmp_path / "strict.tflite", samples=_digits(8), precision="int8",
+                     accuracy=1.0)
     assert list(tmp_path.iterdir()) == []  # neither the .tflite nor the file it was checked in
     report = dk.to_tflite(MODEL_PATH, tmp_path / "kept.tflite", samples=_digits(8), precision="int8",
                           accuracy=1.0, accept_mismatch=True)
