@@ -93,7 +93,12 @@ def test_engine_files_round_trip_and_foreign_or_torn_ones_are_rebuilt(
     cache.store(path, "k1", plan, {"model": "m.onnx"})
     assert cache.load(path, "k1") == plan
     assert cache.load(path, "k2") is None and "another build" in caplog.text
-    path.write_bytes(path.read_bytes()[:100])  # torn
+    whole = path.read_bytes()
+    path.write_bytes(whole[: cache.HEADER_BYTES + 500])  # torn inside the engine: the header is whole
+    assert cache.load(path, "k1") is None and "torn or changed" in caplog.text
+    path.write_bytes(whole[:-1] + b"\x00")  # one byte of the engine changed
+    assert cache.load(path, "k1") is None
+    path.write_bytes(whole[:100])  # torn inside the header
     assert cache.load(path, "k1") is None and "cut short" in caplog.text
     path.write_bytes(b"ftrt" + bytes(5000))  # a TensorRT plan written by something else
     assert cache.load(path, "k1") is None
@@ -176,3 +181,11 @@ def test_the_build_command_turns_flags_into_load_options(capsys: pytest.CaptureF
     from deploykit.cli import main
     assert main(["build", "m.onnx", "--shape", "x=1x3:2x3"]) == 2
     assert "expected INPUT=MIN:OPT:MAX" in capsys.readouterr().err
+
+
+def test_concurrent_stores_of_one_engine_do_not_collide(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    path, plan = tmp_path / "e.engine", bytes(range(256)) * 400
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: cache.store(path, "k", plan, {}), range(32)))
+    assert cache.load(path, "k") == plan and [p.name for p in tmp_path.iterdir()] == ["e.engine"]

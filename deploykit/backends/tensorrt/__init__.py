@@ -108,6 +108,11 @@ class TensorRTBackend(Backend):
         device_id = options.get("device_id", 0)
         if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
             raise InvalidArgument(f"device_id must be a GPU index, got {device_id!r}")
+        contexts = options.get("contexts", 2)  # checked before a build that may take minutes
+        if isinstance(contexts, bool) or not isinstance(contexts, int) or contexts < 1:
+            raise InvalidArgument(f"contexts must be a positive number of execution contexts, got "
+                                  f"{contexts!r}")
+        self._device_id = device_id
         count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
         if device_id >= count:
             raise BackendUnavailable(f"no NVIDIA GPU {device_id} (CUDA sees {count})")
@@ -121,13 +126,13 @@ class TensorRTBackend(Backend):
             raise ModelLoadError(f"{source.label}: TensorRT could not deserialize the engine (built by "
                                  "another TensorRT version or for another GPU?)")
         self.inputs, self.outputs = self._specs()
-        contexts = options.get("contexts", 2)
-        if isinstance(contexts, bool) or not isinstance(contexts, int) or contexts < 1:
-            raise InvalidArgument(f"contexts must be a positive number of execution contexts, got "
-                                  f"{contexts!r}")
         self._pool: queue.Queue[_Context] = queue.Queue()
-        for _ in range(contexts):
-            self._pool.put(_Context(self._engine, cudart))
+        try:
+            for _ in range(contexts):
+                self._pool.put(_Context(self._engine, cudart))
+        except BaseException:
+            self.close()
+            raise
         self._contexts = contexts
 
     # -- the engine: from the cache, or built ---------------------------------------------------
@@ -178,6 +183,7 @@ class TensorRTBackend(Backend):
     def run_impl(self, feeds: Mapping[str, np.ndarray],
                  output_names: Sequence[str] | None) -> list[np.ndarray]:
         cudart = self._cudart
+        _check(cudart.cudaSetDevice(self._device_id), "cudaSetDevice")  # per calling thread in CUDA
         shapes = {name: tuple(int(d) for d in value.shape) for name, value in feeds.items()}
         profile = select(self.profiles, shapes) if self.profiles else 0
         ctx = self._pool.get()
@@ -196,6 +202,9 @@ class TensorRTBackend(Backend):
             results = {}
             for spec in self.outputs:
                 shape = tuple(context.get_tensor_shape(spec.name))
+                if any(d < 0 for d in shape):
+                    raise BackendError(f"output {spec.name}: its shape depends on the data ({list(shape)}); "
+                                       "this adapter needs outputs whose shapes follow from the inputs")
                 host = np.empty(shape, spec.dtype)
                 context.set_tensor_address(spec.name, ctx.buffer(cudart, spec.name, host.nbytes))
                 results[spec.name] = host
@@ -216,8 +225,10 @@ class TensorRTBackend(Backend):
                 "build": self.build.key(), "profiles": [p.to_dict() for p in self.profiles]}
 
     def close(self) -> None:
-        while not self._pool.empty():
-            self._pool.get().release(self._cudart)
+        self._cudart.cudaSetDevice(self._device_id)
+        pool = getattr(self, "_pool", None)
+        while pool is not None and not pool.empty():
+            pool.get().release(self._cudart)
 
     @classmethod
     def candidates(cls, source: ModelSource, machine: Any, options: Mapping[str, Any]) -> list[Any]:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError, InvalidArgument, ModelLoadError
+from ...errors import InvalidArgument, ModelLoadError
 from ...model import ModelSource
 from .options import BuildOptions
 from .profiles import Profile
@@ -80,7 +80,8 @@ def build_engine(trt: Any, logger: Any, source: ModelSource, options: BuildOptio
         config.progress_monitor = _monitor(trt)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BackendError(f"{source.label}: TensorRT could not build an engine (its log says why)")
+        # a ModelLoadError lets dk.load go on to the plan's next candidate (onnxruntime)
+        raise ModelLoadError(f"{source.label}: TensorRT could not build an engine (its log says why)")
     if timing is not None and options.timing_cache is not None:
         Path(options.timing_cache).write_bytes(bytes(timing.serialize()))
     return bytes(serialized)

@@ -1,8 +1,9 @@
 """Built TensorRT engines on disk, in deploykit's cache folder (beside the tuning decisions): keyed by
 everything that changes the engine — the model's sha256 (its external data included), TensorRT's
 version, the GPU's name and compute capability, the build options and the optimization profiles —
-so a changed model, driver upgrade or option never reuses a stale engine, and the same inputs always
-find their engine. A corrupt or foreign file is rebuilt (with a warning), never loaded blind."""
+so a changed model, TensorRT upgrade, other GPU or option never reuses a stale engine, and the same
+inputs always find their engine. A torn, changed or foreign file (its engine's length and sha256 are
+in its header) is rebuilt with a warning, never deserialized blind."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +36,21 @@ def engine_path(key: str) -> Path:
 
 
 def store(path: Path, key: str, plan: bytes, facts: dict[str, Any]) -> None:
-    """Write ``MAGIC`` + a JSON header (key, facts) + the serialized engine, atomically."""
-    header = json.dumps({"key": key, **facts}).encode()
+    """Write ``MAGIC`` + a JSON header (key, the engine's length and sha256, facts) + the serialized
+    engine, atomically (a unique temporary file, then a rename: concurrent writers never collide)."""
+    body = {"key": key, "length": len(plan), "sha256": hashlib.sha256(plan).hexdigest()}
+    header = json.dumps({**body, **facts}).encode()
     if len(header) > HEADER_BYTES - len(MAGIC):
-        header = json.dumps({"key": key}).encode()
+        header = json.dumps(body).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".part{os.getpid()}")
-    with open(partial, "wb") as out:
-        out.write(MAGIC + header.ljust(HEADER_BYTES - len(MAGIC)) + plan)
-    os.replace(partial, path)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(MAGIC + header.ljust(HEADER_BYTES - len(MAGIC)) + plan)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path, key: str) -> bytes | None:
@@ -67,7 +75,12 @@ def load(path: Path, key: str) -> bytes | None:
     if not isinstance(header, dict) or header.get("key") != key:
         log.warning("TensorRT engine cache %s belongs to another build; building again", path)
         return None
-    return data[HEADER_BYTES:]
+    plan = data[HEADER_BYTES:]
+    if header.get("length") != len(plan) or header.get("sha256") != hashlib.sha256(plan).hexdigest():
+        log.warning("TensorRT engine cache %s is torn or changed (its engine does not match its header); "
+                    "building again", path)
+        return None
+    return plan
 
 
 __all__ = ["HEADER_BYTES", "MAGIC", "cache_key", "engine_path", "load", "store"]
