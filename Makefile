@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# what only the tests need beyond the demo: PyTorch (the CPU build, ~760 MB) for dk.export's modules
+# what only the tests need beyond the demo: PyTorch (the CPU build, ~760 MB) for dk.export's modules,
+# MLflow (mlflow-skinny) for the MLflow flavor
 TEST_STAMP = $(VENV)/.installed-test
-$(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,torch]"
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,torch,mlflow]"
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)
