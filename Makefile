@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # what only the tests need beyond the demo: PyTorch (the CPU build, ~760 MB) for dk.export's modules,
-# MLflow (mlflow-skinny) for the MLflow flavor
+# MLflow (mlflow-skinny) for the MLflow flavor, Ray Data for dk.ray.predict
 TEST_STAMP = $(VENV)/.installed-test
 $(TEST_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,torch,mlflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,torch,mlflow,ray]"
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)

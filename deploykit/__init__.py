@@ -90,6 +90,8 @@ logging.getLogger("deploykit").addHandler(logging.NullHandler())
 def __getattr__(name: str) -> Any:
     if name in ("preprocess", "serve"):  # subpackages, imported on first use
         return importlib.import_module(f"deploykit.{name}")
+    if name == "ray":  # dk.ray.predict: the Ray integration (Ray itself imported when it runs)
+        return importlib.import_module("deploykit.integrations.ray")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
@@ -143,6 +145,7 @@ __all__ = [
     "probe",
     "prune",
     "quantize",
+    "ray",
     "serve",
     "sign",
     "to_tflite",

@@ -127,8 +127,11 @@ Key = tuple[str, str]
 
 #: a Python block that is not run -> why
 NOT_RUN: dict[Key, str] = {
-    ("docs/mlflow.md", "import mlflow"): "writes an MLflow database in the working folder; "
-                                         "tests/integrations/test_mlflow.py runs the same calls on a file store",
+    ("docs/ray.md", "import ray"): "starts a Ray cluster and reads photos/; tests/integrations/test_ray.py "
+                                   "runs dk.ray.predict on a local Ray",
+    ("docs/mlflow.md", "import mlflow"):
+        "writes an MLflow database in the working folder; tests/integrations/test_mlflow.py runs the "
+        "same calls on a file store",
     ("docs/tensorrt.md", 'engine = dk.load("model.onnx", backend="tensorrt"'):
         "needs TensorRT and an NVIDIA GPU; neither can be installed on this project's machines",
 }
