@@ -69,6 +69,8 @@ def test_threads_follow_the_cpus_ray_gives_the_actor(local_ray: object) -> None:
     ({"num_cpus_per_worker": 0}, "num_cpus_per_worker must be a positive"),
     ({"input_column": ""}, "input_column must be a column name"),
     ({"input_column": {"images": 3}}, "input_column must map input names"),
+    ({"concurrency": 0}, "concurrency must be a number of actors"),
+    ({"concurrency": (3, 1)}, r"or a \(min, max\) range"),
 ])
 def test_bad_arguments_are_refused_before_the_job(local_ray: object, kwargs: dict, match: str) -> None:
     dataset = ray.data.from_items([{"image": np.zeros((1, 8, 8), np.float32)}])
