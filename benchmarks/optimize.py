@@ -29,7 +29,6 @@ fraction equal >= 0.99). The issue's figures came from an Intel Xeon with AVX512
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import deploykit as dk  # noqa: E402
 from benchmarks import _ocr  # noqa: E402
 from deploykit.convert.quantize import CANDIDATES  # noqa: E402
 from deploykit.demo import MODEL_PATH, load_test_data  # noqa: E402
+from deploykit.hostinfo import probe_cpu  # noqa: E402
 from tests import zoo  # noqa: E402
 
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
@@ -57,19 +57,10 @@ Got = tuple[Path, Any, Metric | None]
 
 
 def machine() -> str:
-    model, flags = platform.processor() or "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("?", "x86_64", ""):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    has = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in INT8_FLAGS)
+    cpu = probe_cpu()
+    has = ", ".join(f"{f} {'yes' if cpu.has(f) else 'no'}" for f in INT8_FLAGS)
     import onnxruntime
-    return (f"{model}, {os.cpu_count()} CPUs; {has}; onnxruntime {onnxruntime.__version__}, "
+    return (f"{cpu.model}, {cpu.logical_cores} CPUs; {has}; onnxruntime {onnxruntime.__version__}, "
             f"Python {platform.python_version()}")
 
 

@@ -42,10 +42,8 @@ import datetime
 import functools
 import logging
 import math
-import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 import deploykit as dk  # noqa: E402
 from benchmarks import _ocr  # noqa: E402
+from deploykit.hostinfo import probe_cpu  # noqa: E402
 from tests import zoo  # noqa: E402
 
 H, W = 48, 192
@@ -184,21 +183,12 @@ def transfer_costs(ray: Any, tensors: np.ndarray, raw: list[np.ndarray],
     sink = Sink.remote()
     ray.get(sink.take.remote())
 
-    def timed(fn: Callable[[], Any]) -> float:
-        fn()
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(samples)
-
     costs = {
-        "put+get, 64 tensors": timed(lambda: ray.get(ray.put(tensors))),
-        "put+get, 64 raw images": timed(lambda: ray.get(ray.put(raw))),
-        "actor call, no argument": timed(lambda: ray.get(sink.take.remote())),
-        "actor call, 64 tensors": timed(lambda: ray.get(sink.take.remote(ray.put(tensors)))),
-        "actor call, 64 raw images": timed(lambda: ray.get(sink.take.remote(ray.put(raw)))),
+        "put+get, 64 tensors": median_ms(lambda: ray.get(ray.put(tensors)), repeats),
+        "put+get, 64 raw images": median_ms(lambda: ray.get(ray.put(raw)), repeats),
+        "actor call, no argument": median_ms(lambda: ray.get(sink.take.remote()), repeats),
+        "actor call, 64 tensors": median_ms(lambda: ray.get(sink.take.remote(ray.put(tensors))), repeats),
+        "actor call, 64 raw images": median_ms(lambda: ray.get(sink.take.remote(ray.put(raw))), repeats),
     }
     ray.kill(sink)
     return costs
@@ -223,31 +213,28 @@ def components(model: Path, spec: Any, images: list[np.ndarray], repeats: int = 
         "deploykit Engine.run, 2 threads": lambda: engines[2].run({name: x}),
         "InferenceSession.run, default options": lambda: default.run(None, {name: x}),
     }
-    out = {}
-    for label, fn in parts.items():
-        fn()
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-        out[label] = statistics.median(samples)
+    out = {label: median_ms(fn, repeats) for label, fn in parts.items()}
     for engine in engines.values():
         engine.close()
     return out
 
 
+def median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    """Median milliseconds of ``fn`` over ``repeats`` calls, after one unmeasured call."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
 # ----------------------------------------------------------------------------- report
 
 def machine() -> str:
-    model = platform.processor() or "?"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    cpu = probe_cpu()
+    return f"{cpu.model}, {cpu.logical_cores} CPUs, Python {platform.python_version()}"
 
 
 def main() -> int:
