@@ -1,4 +1,5 @@
-"""How result objects show themselves in a notebook: one small HTML table helper for all of them."""
+"""How result objects show themselves: one small HTML table helper for notebooks, and one text
+helper for the name/value reports (export, TFLite conversion, bundles) in a terminal."""
 
 from __future__ import annotations
 
@@ -19,4 +20,10 @@ def html_table(title: str, rows: Iterable[Sequence[str]], header: Sequence[str] 
             + (f"<tr>{head}</tr>" if head else "") + f"{body}</table></div>")
 
 
-__all__ = ["html_table"]
+def text_rows(title: str, rows: Sequence[tuple[str, str]]) -> str:
+    """``title`` then one indented line per (name, value), the names padded to one width."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return title + "".join(f"\n  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+__all__ = ["html_table", "text_rows"]

@@ -4,7 +4,6 @@ before every file's size and sha256 match the manifest (and, when asked, the sig
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 from ..errors import IntegrityError, InvalidArgument, ModelNotFound
 from ..preprocess import Pipeline
+from ..reprs import html_table, text_rows
 from . import integrity, signing
 from .archive import is_archive, unpack
 from .manifest import MANIFEST, SIGNATURE, Manifest, read
@@ -60,14 +60,10 @@ class Bundle:
         return rows
 
     def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._rows())
-        return f"deploykit bundle {self.label}\n" + "\n".join(f"  {k.ljust(width)}  {v}"
-                                                              for k, v in self._rows())
+        return text_rows(f"deploykit bundle {self.label}", self._rows())
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>"
-                       for k, v in self._rows())
-        return f"<b>deploykit bundle</b> {html.escape(self.label)}<table>{body}</table>"
+        return html_table("deploykit bundle", self._rows(), subtitle=self.label)
 
 
 def _spec(spec: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import onnx
 from ..arguments import check_number
 from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
 from ..loading import load
-from ..reprs import html_table
+from ..reprs import html_table, text_rows
 from .keras_export import backend_of, check_keras, export_keras, is_keras_model
 from .torch_export import arrays, check_torch, export_torch, is_torch_module
 
@@ -68,8 +68,7 @@ class ExportReport:
                 ("check", "passed" if self.ok else "FAILED"), *(("note", n) for n in self.notes)]
 
     def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._rows())
-        return "deploykit export\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in self._rows())
+        return text_rows("deploykit export", self._rows())
 
     def _repr_html_(self) -> str:
         return html_table("deploykit export", self._rows(), ("", ""))

@@ -30,7 +30,7 @@ from ..agreement import diff_output, tolerance_table
 from ..arguments import check_number
 from ..errors import DeployKitError, InvalidArgument
 from ..loading import load
-from ..reprs import html_table
+from ..reprs import html_table, text_rows
 from ..spec import TensorSpec
 from . import accuracy as acc
 from .gates import model_path, samples_for
@@ -95,8 +95,7 @@ class TFLiteReport:
                 ("check", "passed" if self.ok else "FAILED"), *(("note", n) for n in self.notes)]
 
     def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._rows())
-        return "deploykit to_tflite\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in self._rows())
+        return text_rows("deploykit to_tflite", self._rows())
 
     def _repr_html_(self) -> str:
         return html_table("deploykit to_tflite", self._rows(), ("", ""))
