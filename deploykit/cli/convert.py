@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from .command import Command
-from .options import add_input_option, check_writable, read_inputs
-from .quantize import show
+from .options import add_input_option, read_inputs
+from .quantize import add_report_options, check_outputs, show
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,22 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy", type=float, default=None,
                         help="worst cosine / fraction equal the reduced precisions must reach (defaults: "
                              "float16 0.999, dynamic-int8 0.99, int8 0.98)")
-    parser.add_argument("--accept-mismatch", action="store_true",
-                        help="keep the file even when the check fails (the report says FAILED)")
     parser.add_argument("--env", type=Path, default=None,
                         help="a Python environment with onnx2tf (default: deploykit's own in its cache "
                              "folder)")
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of making deploykit's onnx2tf environment (~2.6 GB) when absent")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
-                        help="also write the report as JSON")
+    add_report_options(parser, accept_mismatch=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..convert.tflite import to_tflite
 
-    check_writable(args.output, "--output")
-    check_writable(args.json, "--json")
+    check_outputs(args)
     shapes = dict(_shape(item) for item in args.input_shape)
     return show(to_tflite(args.model, args.output, samples=read_inputs(args.input), precision=args.precision,
                           layout=args.layout, batch_size=args.batch_size, input_shapes=shapes or None,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from .command import Command
-from .options import add_input_option, check_writable, read_inputs
-from .quantize import show
+from .options import add_input_option, read_inputs
+from .quantize import add_report_options, check_outputs, show
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,18 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-agreement", type=float, default=1.0,
                         help="scikit-learn: the fraction of labels that must agree (default 1.0)")
     parser.add_argument("--opset", type=int, default=None, help="the ONNX opset (default: the exporter's)")
-    parser.add_argument("--accept-mismatch", action="store_true",
-                        help="keep the file even when the check fails (the report says FAILED)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
-                        help="also write the report as JSON")
+    add_report_options(parser, accept_mismatch=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..convert.export import export
     from ..convert.trained import load_trained
 
-    check_writable(args.output, "--output")
-    check_writable(args.json, "--json")
+    check_outputs(args)
     feeds = read_inputs(args.input)
     if feeds is None:
         raise InvalidArgument("--input: give the samples the export is checked on (FILE.npy, or FILE.npz "

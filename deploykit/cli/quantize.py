@@ -27,14 +27,27 @@ def add_gate_options(parser: argparse.ArgumentParser, min_speedup: float) -> Non
                              "(default 0.99)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads the speed is measured with (default 1)")
+    add_report_options(parser)
+
+
+def add_report_options(parser: argparse.ArgumentParser, *, accept_mismatch: bool = False) -> None:
+    """``--json FILE`` (the report as JSON), and for the checked conversions ``--accept-mismatch``."""
+    if accept_mismatch:
+        parser.add_argument("--accept-mismatch", action="store_true",
+                            help="keep the file even when the check fails (the report says FAILED)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the report as JSON")
 
 
-def checked_samples(args: argparse.Namespace) -> Any:
-    """The output paths checked, then the samples read (before any work)."""
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--output`` and ``--json`` writable, checked before any work."""
     check_writable(args.output, "--output")
     check_writable(args.json, "--json")
+
+
+def checked_samples(args: argparse.Namespace) -> Any:
+    """The output paths checked, then the samples read (before any work)."""
+    check_outputs(args)
     return read_inputs(args.input)
 
 
