@@ -111,8 +111,8 @@ def _torch_export(module: Any, sample_inputs: Any, target: Path, input_names: Se
                   dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None, atol: float,
                   accept_mismatch: bool) -> ExportReport:
     samples = arrays(sample_inputs)
-    names, batch_dynamic = export_torch(module, samples, target, input_names, dynamic, opset)
-    figures, inputs, outputs = check_torch(module, target, samples, names, batch_dynamic)
+    batch_dynamic = export_torch(module, samples, target, input_names, dynamic, opset)
+    figures, inputs, outputs = check_torch(module, target, samples, batch_dynamic)
     ok = all(v <= atol for v in figures.values())
     report = ExportReport(target, f"PyTorch {type(module).__name__}", inputs, outputs,
                           int(samples[0].shape[0]), figures, ok)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgument
-from ..loading import load
+from .parity import max_errors
 
 
 def is_keras_model(obj: Any) -> bool:
@@ -55,37 +55,14 @@ def export_keras(model: Any, samples: list[np.ndarray], target: Path, opset: int
 
 def check_keras(model: Any, target: Path, samples: list[np.ndarray]
                 ) -> tuple[dict[str, float], list[str], list[str]]:
-    """Largest difference per output between ``model.predict`` and the file (on the samples, and on
-    the first sample alone when the file's batch is dynamic); the file's inputs and outputs as text."""
-    engine = load(str(target), "onnxruntime")
-    names = [s.name for s in engine.inputs]
-    if len(names) != len(samples):
-        engine.close()
-        raise InvalidArgument(f"sample_inputs: {len(samples)} input(s) for a model that takes "
-                              f"{len(names)} ({', '.join(names)})")
-    outputs = [s.name for s in engine.outputs]
-    described = [str(s) for s in engine.inputs], [str(s) for s in engine.outputs]
-    runs = [samples]
-    first = engine.inputs[0].shape
-    if first and not isinstance(first[0], int) and samples[0].shape[0] > 1:
-        runs.append([s[:1] for s in samples])
-    figures: dict[str, float] = {}
-    try:
-        for run in runs:
-            with warnings.catch_warnings():  # Keras's own numpy-2 deprecation, not the caller's doing
-                warnings.simplefilter("ignore", DeprecationWarning)
-                want = model.predict(run if len(run) > 1 else run[0], verbose=0)
-            wanted = list(want.values()) if isinstance(want, dict) else \
-                list(want) if isinstance(want, (list, tuple)) else [want]
-            got = engine.run({spec.name: s.astype(spec.dtype, copy=False)
-                              for s, spec in zip(run, engine.inputs)})
-            suffix = "" if run is samples else " (batch 1)"
-            for name, ref in zip(outputs, wanted):
-                error = np.abs(got[name].astype(np.float64) - np.asarray(ref, dtype=np.float64))
-                figures[f"{name} max abs error{suffix}"] = float(error.max(initial=0.0))
-    finally:
-        engine.close()
-    return figures, *described
+    """Largest difference per output between ``model.predict`` and the file (``parity.max_errors``)."""
+    def original(run: list[np.ndarray]) -> list[np.ndarray]:
+        with warnings.catch_warnings():  # Keras's own numpy-2 deprecation, not the caller's doing
+            warnings.simplefilter("ignore", DeprecationWarning)
+            want = model.predict(run if len(run) > 1 else run[0], verbose=0)
+        return list(want.values()) if isinstance(want, dict) else \
+            list(want) if isinstance(want, (list, tuple)) else [want]
+    return max_errors(target, samples, original)
 
 
 __all__ = ["backend_of", "check_keras", "export_keras", "is_keras_model"]

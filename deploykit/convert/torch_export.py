@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable, InvalidArgument
-from ..loading import load
+from .parity import max_errors
 
 
 def is_torch_module(obj: Any) -> bool:
@@ -50,10 +50,8 @@ def arrays(sample_inputs: Any) -> list[np.ndarray]:
 
 
 def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_names: Sequence[str] | None,
-                 dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None,
-                 ) -> tuple[list[str], bool]:
-    """Write the module's ONNX file; returns the input names used and whether every input's first
-    axis (the batch) is dynamic."""
+                 dynamic: Mapping[str, Mapping[int, str]] | None, opset: int | None) -> bool:
+    """Write the module's ONNX file; returns whether every input's first axis (the batch) is dynamic."""
     torch = _torch()
     names = list(input_names) if input_names is not None else \
         (["x"] if len(samples) == 1 else [f"input_{i}" for i in range(len(samples))])
@@ -98,32 +96,19 @@ def export_torch(module: Any, samples: list[np.ndarray], target: Path, input_nam
                               f"{str(e).splitlines()[0][:300]}") from e
     finally:
         logging.getLogger("torch").setLevel(level)
-    return names, all(spec is not None and 0 in spec for spec in shapes)
+    return all(spec is not None and 0 in spec for spec in shapes)
 
 
-def check_torch(module: Any, target: Path, samples: list[np.ndarray], names: list[str],
-                batch_dynamic: bool) -> tuple[dict[str, float], list[str], list[str]]:
-    """Largest difference per output between the module and the file, on the samples (and on the
-    first sample alone when the batch is dynamic); and the file's inputs and outputs as text."""
+def check_torch(module: Any, target: Path, samples: list[np.ndarray], batch_dynamic: bool
+                ) -> tuple[dict[str, float], list[str], list[str]]:
+    """Largest difference per output between the module and the file (``parity.max_errors``)."""
     torch = _torch()
-    engine = load(str(target), "onnxruntime")
-    outputs = [s.name for s in engine.outputs]
-    described = [str(s) for s in engine.inputs], [str(s) for s in engine.outputs]
-    figures: dict[str, float] = {}
-    runs = [samples]
-    if batch_dynamic and samples[0].shape[0] > 1:
-        runs.append([s[:1] for s in samples])
-    for run in runs:
+
+    def original(run: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             want = module(*(torch.from_numpy(np.ascontiguousarray(s)) for s in run))
-        wanted = [want] if hasattr(want, "detach") else list(want)
-        got = engine.run(dict(zip(names, run)))
-        suffix = "" if run is samples else " (batch 1)"
-        for name, ref in zip(outputs, wanted):
-            error = np.abs(got[name].astype(np.float64) - ref.detach().numpy().astype(np.float64))
-            figures[f"{name} max abs error{suffix}"] = float(error.max(initial=0.0))
-    engine.close()
-    return figures, *described
+        return [t.detach().numpy() for t in ([want] if hasattr(want, "detach") else list(want))]
+    return max_errors(target, samples, original, batch_dynamic)
 
 
 __all__ = ["arrays", "check_torch", "export_torch", "is_torch_module"]
