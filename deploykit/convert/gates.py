@@ -62,19 +62,20 @@ def model_path(model: Any) -> Path:
     return path
 
 
-def output_path(output: Any, source: Path | None = None) -> Path:
-    """Where the kept candidate goes: a file in an existing folder, never the model itself."""
+def output_path(output: Any, source: Path | None = None, argument: str = "output") -> Path:
+    """Where the kept candidate goes: a file in an existing folder, never the model itself
+    (``argument``: the name the caller's parameter has, for the messages)."""
     if not isinstance(output, (str, Path)):
-        raise InvalidArgument(f"output must be a file path for the converted model, got "
+        raise InvalidArgument(f"{argument} must be a file path for the converted model, got "
                               f"{type(output).__name__}")
     path = Path(output)
     if source is not None and path.exists() and path.resolve() == source.resolve():
-        raise InvalidArgument(f"output {path} is the model itself; write the candidate to another file")
+        raise InvalidArgument(f"{argument} {path} is the model itself; write the candidate to another file")
     if path.is_dir():
-        raise InvalidArgument(f"output {path} is a folder; give a file path "
+        raise InvalidArgument(f"{argument} {path} is a folder; give a file path "
                               f"(e.g. {path / 'model.int8.onnx'})")
     if not path.parent.is_dir():
-        raise InvalidArgument(f"output: the folder {path.parent} does not exist")
+        raise InvalidArgument(f"{argument}: the folder {path.parent} does not exist")
     return path
 
 

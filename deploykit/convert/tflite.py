@@ -33,7 +33,7 @@ from ..loading import load
 from ..reprs import html_table, text_rows
 from ..spec import TensorSpec
 from . import accuracy as acc
-from .gates import model_path, samples_for
+from .gates import model_path, output_path, samples_for
 from .onnx2tf_env import onnx2tf_env
 
 #: precision -> (onnx2tf flag, file suffix onnx2tf writes, default accuracy gate: worst cosine /
@@ -185,16 +185,9 @@ def _batched(feeds: list[dict[str, np.ndarray]], size: int) -> list[dict[str, np
 
 
 def _target(path: Any, source: Path) -> Path:
-    if not isinstance(path, (str, Path)):
-        raise InvalidArgument(f"path must be where to write the .tflite file, got {type(path).__name__}")
-    target = Path(path)
-    if target.suffix != ".tflite" or target.is_dir() or not target.parent.is_dir():
-        raise InvalidArgument(f"path {target}: " + (
-            "give a file name ending in .tflite" if target.suffix != ".tflite" else "is a folder"
-            if target.is_dir() else f"the folder {target.parent} does not exist"))
-    if target.resolve() == source.resolve():
-        raise InvalidArgument(f"path {target} is the model itself")
-    return target
+    if isinstance(path, (str, Path)) and Path(path).suffix != ".tflite":
+        raise InvalidArgument(f"path {path}: give a file name ending in .tflite")
+    return output_path(path, source, "path")
 
 
 def _input_shapes(inputs: Sequence[TensorSpec], given: Mapping[str, Sequence[int]] | None,
