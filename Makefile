@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # what only the tests need beyond the demo: PyTorch (the CPU build, ~760 MB) for dk.export's modules,
-# MLflow (mlflow-skinny) for the MLflow flavor, Ray Data for dk.ray.predict
+# MLflow (mlflow-skinny) for the MLflow flavor, Ray Data and Ray Serve for dk.ray
 TEST_STAMP = $(VENV)/.installed-test
 $(TEST_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,torch,mlflow,ray]"

@@ -1,7 +1,8 @@
 """Batch inference on Ray Data (extra ``deploykit[ray]``): ``dk.ray.predict(dataset, model)`` maps a
 class-based worker over the dataset's batches — the engine loaded once per actor, its threads sized
 to the CPUs Ray gives the actor (not the host's), a bundle's preprocessing run on image columns with
-deploykit's C core, the batch kept as numpy (no pandas round trip). Ray Serve is next (issue 17)."""
+deploykit's C core, the batch kept as numpy (no pandas round trip). ``dk.ray.deployment(repository)``:
+the same models online on Ray Serve (``rayserve``)."""
 
 from __future__ import annotations
 
@@ -121,4 +122,16 @@ def _columns(input_column: Any, model: Any) -> dict[str, str]:
         return {engine.inputs[0].name: input_column}
 
 
-__all__ = ["Predictor", "actor_cpus", "predict"]
+def deployment(repository: Any, **options: Any) -> Any:
+    """A Ray Serve application serving ``repository`` as ``deploykit serve`` does, replicated by Ray
+    (``serve.run(dk.ray.deployment("repo", num_replicas=2))``; the options: ``rayserve.deployment``)."""
+    try:
+        from ray import serve  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailable(f"serving on Ray needs Ray Serve: pip install 'deploykit[ray]' ({e})") from e
+    from .rayserve import deployment as build
+
+    return build(repository, **options)
+
+
+__all__ = ["Predictor", "actor_cpus", "deployment", "predict"]

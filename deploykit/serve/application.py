@@ -23,7 +23,7 @@ MAX_ELEMENTS = 16 * 2**20
 def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
         max_elements: int = MAX_ELEMENTS, max_queue: int | None = None, repository_api: bool = False,
         watch_interval: float | None = None, token: str | None = None, json_logs: bool = False,
-        public_metrics: bool = False) -> Any:
+        public_metrics: bool = False, cpus: int | None = None) -> Any:
     """An ASGI app speaking KServe v2 REST and TF Serving REST over ``repository``
     (``repo/<model>/<version>/...``, or one model file). Models load and warm up at startup, before
     ``/v2/health/ready`` says so.
@@ -32,7 +32,8 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     rescan the repository every so many seconds and swap versions as it changes (off by default).
     ``token``: every request but the health checks needs ``Authorization: Bearer <token>`` (and
     ``/metrics`` too unless ``public_metrics``). ``json_logs``: the access log as JSON lines.
-    Prometheus metrics at ``/metrics``."""
+    ``cpus``: the CPUs the engines' threads share (default: those this process may use; on Ray
+    Serve, the replica's). Prometheus metrics at ``/metrics``."""
     try:
         import prometheus_client  # noqa: F401  (the serve extra's; uvicorn is needed only to listen)
     except ImportError as e:
@@ -47,6 +48,7 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     check_number(max_elements, "max_elements", minimum=1, integer=True)
     check_number(max_queue, "max_queue", minimum=1, integer=True, allow_none=True)
     check_number(watch_interval, "watch_interval", above=0, allow_none=True)
+    check_number(cpus, "cpus", minimum=1, integer=True, allow_none=True)
     if not isinstance(repository_api, bool):
         raise InvalidArgument(f"repository_api must be True or False, got {repository_api!r}")
     for flag, value in (("json_logs", json_logs), ("public_metrics", public_metrics)):
@@ -56,7 +58,7 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     from .middleware import HEALTH_PATHS, AccessMiddleware
 
     metrics = Metrics()
-    plane = DataPlane(repository, max_queue=max_queue, metrics=metrics)
+    plane = DataPlane(repository, max_queue=max_queue, metrics=metrics, cpus=cpus)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: App) -> AsyncIterator[None]:

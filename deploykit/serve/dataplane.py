@@ -127,8 +127,10 @@ class DataPlane:
     """The models of one repository, loaded by ``load_all`` and looked up by name and version."""
 
     def __init__(self, repository: str | Path, *, max_queue: int | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, cpus: int | None = None) -> None:
         self.source = repository
+        #: CPUs the instances' threads share (default: those this process may use)
+        self.cpus = cpus
         self.metrics = metrics
         self.repository: Repository = scan(repository)
         self._max_queue = max_queue
@@ -145,8 +147,11 @@ class DataPlane:
     # -- lifecycle -----------------------------------------------------------------------------
     def load_all(self) -> None:
         """Load and warm up every served version of every model; a version that fails is kept out
-        (``failures`` says why) while the others serve."""
+        (``failures`` says why) while the others serve. Models loaded already are left as they are
+        (a Ray Serve replica loads before its app starts)."""
         for name, entry in self.repository.models.items():
+            if name in self._models:
+                continue
             loaded = {v: s for v in entry.served_versions() if (s := self._load(entry, v)) is not None}
             self._models[name] = loaded
 
@@ -155,7 +160,8 @@ class DataPlane:
         artifacts = [str(p) for p in entry.versions[version].artifacts]
         model: Any = artifacts[0] if len(artifacts) == 1 else artifacts
         instances = config.instances
-        threads = config.threads if config.threads is not None else max(1, usable_cpus() // instances)
+        cpus = self.cpus or usable_cpus()
+        threads = config.threads if config.threads is not None else max(1, cpus // instances)
         start = time.perf_counter()
         engines: list[Engine] = []
         image = None

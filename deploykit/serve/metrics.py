@@ -5,14 +5,17 @@ Each ``Metrics`` has its own registry (never prometheus_client's global one), so
 tests live in one process. The hot path is plain counters under one uncontended lock per label set,
 cached on first use; the Prometheus families are built only when ``/metrics`` is scraped. That costs
 about 1 µs a request, where prometheus_client's own Counter and Histograms cost about 5.
+
+A ``MetricsSink`` added with ``add_sink`` is fed the same observations, under the same capped labels:
+on Ray Serve, Ray's own metrics, so that one scrape counts every replica (``integrations/rayserve``).
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Hashable, Iterable, Iterator
-from typing import Any
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -97,6 +100,18 @@ class _InFlight:
             self.count -= 1
 
 
+class MetricsSink(Protocol):
+    """Another metrics system fed what ``Metrics`` records, labels as recorded (capped at
+    ``MAX_LABEL_SETS``): requests by (model, version, protocol), batches and loads by (model, version)."""
+
+    def request(self, labels: Sequence[str], outcome: str, total_s: float, queue_s: float | None,
+                compute_s: float | None) -> None: ...
+
+    def batch(self, labels: Sequence[str], size: int) -> None: ...
+
+    def load(self, labels: Sequence[str], seconds: float, ok: bool) -> None: ...
+
+
 class Metrics:
     """The server's metrics over its own ``registry``; ``process=True`` adds prometheus_client's
     process collector (CPU seconds, resident memory, open files) to it."""
@@ -110,6 +125,7 @@ class Metrics:
         self._load_seconds: dict[tuple[str, str], float] = {}
         self._load_failures: dict[str, int] = {}
         self._lock = threading.Lock()  # guards the dicts' growth, the load figures and batches
+        self._sinks: list[MetricsSink] = []
         self.registry.register(_Families(self))
         if process:
             ProcessCollector(registry=self.registry)
@@ -132,6 +148,8 @@ class Metrics:
                 series.queue.observe(queue_s)
             if compute_s is not None:
                 series.compute.observe(compute_s)
+        for sink in self._sinks:
+            sink.request(series.labels, outcome, total_s, queue_s, compute_s)
 
     def observe_batch(self, model: str, version: str | int, size: int) -> None:
         """One batch of ``size`` requests (or rows) run together."""
@@ -142,6 +160,8 @@ class Metrics:
                     self._batches, (model, version), lambda labels: (labels, _Histogram(BATCH_BUCKETS)),
                     [model, str(version)])
             entry[1].observe(size)
+        for sink in self._sinks:
+            sink.batch(entry[0], size)
 
     def inflight(self, model: str) -> _InFlight:
         """A context manager counting ``model``'s requests in flight (``with metrics.inflight(m):``)."""
@@ -161,6 +181,13 @@ class Metrics:
                 self._load_seconds[(model, str(version))] = seconds
             else:
                 self._load_failures[model] = self._load_failures.get(model, 0) + 1
+        for sink in self._sinks:
+            sink.load([model, str(version)], seconds, ok)
+
+    def add_sink(self, sink: MetricsSink) -> None:
+        """Feed ``sink`` every observation from now on (an error it raises reaches the caller: a
+        sink must not raise)."""
+        self._sinks.append(sink)
 
     def forget(self, model: str, version: str | int) -> None:
         """Drop the series of an unloaded ``version`` so that hot swaps do not pile them up."""
@@ -254,4 +281,4 @@ class _Families(Collector):
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 __all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "LATENCY_BUCKETS", "MAX_LABEL_SETS", "OUTCOMES", "OVERFLOW",
-           "Metrics", "outcome_of"]
+           "Metrics", "MetricsSink", "outcome_of"]

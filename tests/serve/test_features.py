@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 import deploykit as dk
@@ -109,3 +111,53 @@ def test_a_small_model_gets_one_thread_unless_its_config_says(tmp_path: Path) ->
         plane.load_all()
         assert plane.get("digits").engine.info["threads"] == 2  # the config's word wins
         plane.close()
+
+
+def test_the_cpus_given_decide_the_threads_of_a_model_worth_threads(tmp_path: Path) -> None:
+    """``cpus`` (a Ray Serve replica's CPUs) replaces the process's count when the threads are split."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploykit.serve.dataplane import DataPlane
+
+    weight = numpy_helper.from_array(np.full((1024, 1024), 0.001, np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "heavy",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 1024])], [weight])
+    (tmp_path / "heavy" / "1").mkdir(parents=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "heavy" / "1" / "model.onnx"))  # a run takes milliseconds: threads pay
+    for cpus in (1, 2):
+        plane = DataPlane(tmp_path, cpus=cpus)
+        plane.load_all()
+        assert plane.get("heavy").engine.info["threads"] == cpus
+        plane.close()
+
+
+def test_a_metrics_sink_gets_every_observation_under_the_capped_labels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploykit.serve import metrics as metrics_module
+    from deploykit.serve.metrics import Metrics
+
+    class Sink:
+        def __init__(self) -> None:
+            self.seen: list[tuple[Any, ...]] = []
+
+        def request(self, labels: Any, outcome: str, total_s: float, queue_s: Any, compute_s: Any) -> None:
+            self.seen.append(("request", list(labels), outcome, total_s, queue_s, compute_s))
+
+        def batch(self, labels: Any, size: int) -> None:
+            self.seen.append(("batch", list(labels), size))
+
+        def load(self, labels: Any, seconds: float, ok: bool) -> None:
+            self.seen.append(("load", list(labels), seconds, ok))
+
+    monkeypatch.setattr(metrics_module, "MAX_LABEL_SETS", 1)
+    metrics, sink = Metrics(process=False), Sink()
+    metrics.add_sink(sink)
+    metrics.observe_request("digits", 1, "kserve", "ok", 0.5, 0.1, 0.4)
+    metrics.observe_request("made-up", 1, "kserve", "client_error", 0.25)  # past the cap
+    metrics.observe_batch("digits", 1, 8)
+    metrics.observe_load("digits", 2, 1.5, True)
+    assert sink.seen == [("request", ["digits", "1", "kserve"], "ok", 0.5, 0.1, 0.4),
+                         ("request", ["_other"] * 3, "client_error", 0.25, None, None),
+                         ("batch", ["digits", "1"], 8), ("load", ["digits", "2"], 1.5, True)]
