@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
+import time
+from typing import Any
 
+from ..errors import BackendError, BackendUnavailable, InvalidArgument
 from .command import Command
+
+#: The Ray Serve application ``deploykit serve --ray`` runs.
+RAY_APP = "deploykit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-logs", action="store_true", help="the access log as JSON lines")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
                         help="seconds to let requests in flight finish on SIGTERM/Ctrl-C (default 30)")
+    ray = parser.add_argument_group("on Ray Serve (extra deploykit[ray]; docs/ray.md)")
+    ray.add_argument("--ray", action="store_true",
+                     help="serve through Ray Serve: Ray's HTTP proxy on --host/--port, replicas running this "
+                          "server's app; joins the Ray cluster RAY_ADDRESS names, or starts a local one")
+    ray.add_argument("--replicas", default="1", metavar="N|auto",
+                     help="replicas (default 1), or 'auto': Ray's autoscaling between --min/--max-replicas")
+    ray.add_argument("--min-replicas", type=int, default=1, help="with --replicas auto (default 1)")
+    ray.add_argument("--max-replicas", type=int, default=None, help="with --replicas auto (default: the "
+                     "cluster's CPUs / --num-cpus)")
+    ray.add_argument("--num-cpus", type=float, default=1.0,
+                     help="CPUs per replica, which its engines' threads share (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
     token = token_from_env(args.token_env) if args.token_env else \
         token_from_file(args.token_file) if args.token_file else None
+    if args.ray:
+        return _run_on_ray(args, token)
+    ray_flags = (("--replicas", args.replicas, "1"), ("--min-replicas", args.min_replicas, 1),
+                 ("--max-replicas", args.max_replicas, None), ("--num-cpus", args.num_cpus, 1.0))
+    given = [flag for flag, value, default in ray_flags if value != default]
+    if given:
+        raise InvalidArgument(f"{', '.join(given)}: only with --ray (one process serves without Ray)")
     _log_to_stderr(args.json_logs)
     server = Server(args.repository, host=args.host, port=args.port, drain_timeout=args.drain_timeout,
                     repository_api=args.repository_api, watch_interval=args.watch, max_queue=args.max_queue,
@@ -53,6 +79,63 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
+    """The repository on Ray Serve until Ctrl-C: a local Ray, or the cluster ``RAY_ADDRESS`` names."""
+    if args.port == 0:
+        raise InvalidArgument("--port 0 does not work with --ray: Ray's HTTP proxy needs a port number")
+    if args.replicas != "auto" and not args.replicas.isdigit():
+        raise InvalidArgument(f"--replicas must be a number or 'auto', got {args.replicas!r}")
+    settings: dict[str, Any] = {"max_queue": args.max_queue, "watch_interval": args.watch, "token": token,
+                                "json_logs": args.json_logs, "public_metrics": args.public_metrics}
+    if args.repository_api:
+        settings["repository_api"] = True  # refused by dk.ray.deployment, with the reason
+    try:
+        import ray
+        from ray import serve
+    except ImportError as e:
+        raise BackendUnavailable(f"--ray needs Ray Serve: pip install 'deploykit[ray]' ({e})") from e
+    from ..integrations.rayserve import deployment
+
+    joined = bool(os.environ.get("RAY_ADDRESS"))  # ray.init joins that cluster; else it starts one
+    ray.init(include_dashboard=False, configure_logging=False)
+    try:
+        application = deployment(args.repository, num_cpus=args.num_cpus, **_replicas(args),
+                                 deployment_options={"graceful_shutdown_timeout_s": args.drain_timeout},
+                                 **settings)
+        serve.start(http_options={"host": args.host, "port": args.port})
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
+        try:
+            serve.run(application, name=RAY_APP, route_prefix="/")
+        except RuntimeError as e:
+            status = serve.status().applications.get(RAY_APP)
+            why = [d.message for d in status.deployments.values() if d.message] if status else []
+            raise BackendError(f"Ray Serve did not start the repository: {e}" +
+                               (f"\n{why[-1].strip().splitlines()[-1]}" if why else "")) from None
+        print(f"deploykit serve --ray: http://{args.host}:{args.port} (KServe v2 and TF Serving REST through "
+              f"Ray Serve; Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(0.5)
+    finally:
+        with contextlib.suppress(Exception):  # on a cluster of others, only this application goes
+            serve.delete(RAY_APP) if joined else serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def _replicas(args: argparse.Namespace) -> dict[str, Any]:
+    """``num_replicas`` or Ray's autoscaling range from --replicas/--min-replicas/--max-replicas."""
+    if args.replicas != "auto":
+        return {"num_replicas": int(args.replicas)}
+    import ray
+
+    fits = int(ray.cluster_resources().get("CPU", 1) // args.num_cpus)
+    most = args.max_replicas or max(args.min_replicas, fits)
+    return {"num_replicas": "auto", "autoscaling_config": {"min_replicas": args.min_replicas,
+                                                          "max_replicas": most}}
 
 
 def _log_to_stderr(json_logs: bool) -> None:

@@ -98,14 +98,15 @@ def deployment(repository: str | os.PathLike[str], *, name: str = "deploykit",
                num_replicas: int | str = 1, autoscaling_config: Mapping[str, Any] | None = None,
                num_cpus: float = 1, max_ongoing_requests: int = MAX_ONGOING,
                max_queued_requests: int = MAX_QUEUED, ray_actor_options: Mapping[str, Any] | None = None,
-               **settings: Any) -> Any:
+               deployment_options: Mapping[str, Any] | None = None, **settings: Any) -> Any:
     """A Ray Serve application (``serve.run(dk.ray.deployment("repo"))``) serving ``repository``
     (a repository folder, a model file or a bundle every replica can read at that path) over KServe v2
     and TF Serving REST. ``num_replicas``: a number, or ``"auto"`` with ``autoscaling_config`` (Ray's
     keys: min_replicas, max_replicas, target_ongoing_requests, ...). ``num_cpus``: each replica's CPUs,
     which its engines' threads share. ``max_ongoing_requests`` / ``max_queued_requests``: Ray's
-    bounds per replica and per caller. ``settings``: ``dk.serve.app``'s (max_body_bytes,
-    max_elements, max_queue, watch_interval, token, json_logs, public_metrics)."""
+    bounds per replica and per caller. ``ray_actor_options`` / ``deployment_options``: passed to Ray
+    as they are (e.g. ``{"graceful_shutdown_timeout_s": 30}``). ``settings``: ``dk.serve.app``'s
+    (max_body_bytes, max_elements, max_queue, watch_interval, token, json_logs, public_metrics)."""
     if not isinstance(repository, (str, os.PathLike)):
         raise InvalidArgument(f"repository must be a path every replica can read, got "
                               f"{type(repository).__name__}")
@@ -123,11 +124,11 @@ def deployment(repository: str | os.PathLike[str], *, name: str = "deploykit",
     replicas = _replicas(num_replicas, autoscaling_config)
     path = str(Path(repository).resolve())
     app(path, **settings)  # checks the settings and scans the repository here, not in every replica
-    options = {"num_cpus": num_cpus, **dict(ray_actor_options or {})}
+    actor = {"num_cpus": num_cpus, **_mapping(ray_actor_options, "ray_actor_options")}
+    options = {"max_ongoing_requests": max_ongoing_requests, "max_queued_requests": max_queued_requests,
+               **replicas, **_mapping(deployment_options, "deployment_options")}
     try:
-        bound = serve.deployment(Replica, name=name, ray_actor_options=options,
-                                 max_ongoing_requests=max_ongoing_requests,
-                                 max_queued_requests=max_queued_requests, **replicas)
+        bound = serve.deployment(Replica, name=name, ray_actor_options=actor, **options)
     except (ValueError, TypeError) as e:  # Ray's own checks of the options passed through
         raise InvalidArgument(f"Ray Serve refused the deployment's options: {e}") from e
     return bound.bind(path, settings)
@@ -145,6 +146,14 @@ def _replicas(num_replicas: Any, autoscaling: Any) -> dict[str, Any]:
         return {"num_replicas": "auto", "autoscaling_config": dict(autoscaling or {})}
     _check_count(num_replicas, "num_replicas (or 'auto')")
     return {"num_replicas": num_replicas}
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidArgument(f"{name} must map Ray's option names to values, got {type(value).__name__}")
+    return dict(value)
 
 
 def _check_count(value: Any, name: str) -> None:
