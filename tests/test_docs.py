@@ -129,6 +129,9 @@ Key = tuple[str, str]
 NOT_RUN: dict[Key, str] = {
     ("docs/ray.md", "import ray"): "starts a Ray cluster and reads photos/; tests/integrations/test_ray.py "
                                    "runs dk.ray.predict on a local Ray",
+    ("docs/ray.md", "from ray import serve"): "starts Ray Serve on port 8000 and serves models/; "
+                                              "tests/integrations/test_rayserve.py deploys a repository "
+                                              "on a local Ray Serve",
     ("docs/mlflow.md", "import mlflow"):
         "writes an MLflow database in the working folder; tests/integrations/test_mlflow.py runs the "
         "same calls on a file store",

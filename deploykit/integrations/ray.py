@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, InvalidArgument
 from ..loading import load
+from .rayworker import actor_cpus
 
 
 def _ray() -> Any:
@@ -24,16 +25,6 @@ def _ray() -> Any:
         raise BackendUnavailable(f"batch inference on Ray needs Ray Data: pip install 'deploykit[ray]' "
                                  f"({e})") from e
     return ray
-
-
-def actor_cpus(default: int = 1) -> int:
-    """The CPUs Ray assigned to the calling actor or task (``default`` outside Ray)."""
-    try:
-        import ray
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except Exception:  # not inside a Ray worker
-        return default
-    return max(1, int(cpus)) if cpus else default
 
 
 class Predictor:

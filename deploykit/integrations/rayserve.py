@@ -19,7 +19,7 @@ from ..arguments import check_number
 from ..errors import InvalidArgument, ModelLoadError
 from ..serve.application import app
 from ..serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
-from .ray import actor_cpus
+from .rayworker import actor_cpus
 
 #: Requests one replica takes at once (Ray's ``max_ongoing_requests``; Ray's own default, 5, would
 #: cap every batch at 5 rows): the data plane's own bound for one instance of one version.
