@@ -188,6 +188,9 @@ def test_a_repository_that_does_not_load_fails_the_deployment_with_its_reason(
     ({"max_body_bytes": -1}, "max_body_bytes"),
     ({"name": ""}, "name must be"),
     ({"autoscaling_config": {"min_replicas": 3, "max_replicas": 1}}, "Ray Serve refused"),
+    ({"deployment_options": 3}, "deployment_options must map"),
+    ({"ray_actor_options": {1: 2}}, "ray_actor_options must map"),
+    ({"deployment_options": {"no_such_option": 1}}, "Ray Serve refused"),
 ])
 def test_bad_options_are_refused_before_any_replica_starts(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(dk.InvalidArgument, match=match):
