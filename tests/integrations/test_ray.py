@@ -81,3 +81,20 @@ def test_bad_arguments_are_refused_before_the_job(local_ray: object, kwargs: dic
 def test_a_model_that_is_not_a_path_is_refused(local_ray: object) -> None:
     with pytest.raises(dk.InvalidArgument, match="model must be a path"):
         dk.ray.predict(ray.data.from_items([{"image": 1}]), onnx.load(str(MODEL_PATH)))
+
+
+def test_datasets_read_from_numpy_and_parquet_files(local_ray: object, tmp_path: Path) -> None:
+    """As Ray users read them: ``read_numpy`` (a "data" column) and ``read_parquet`` (tensor columns)."""
+    images = load_test_data()[0][:96]
+    want = dk.load(MODEL_PATH).run({"images": images})["label"]
+    np.save(tmp_path / "images.npy", images)
+    from_numpy = dk.ray.predict(ray.data.read_numpy(str(tmp_path / "images.npy")), MODEL_PATH,
+                                input_column="data", batch_size=32).take_all()
+    np.testing.assert_array_equal([r["label"] for r in from_numpy], want)  # one file: its order
+    ray.data.from_items([{"image": image, "id": k} for k, image in enumerate(images)]) \
+        .write_parquet(str(tmp_path / "parquet"))
+    rows = dk.ray.predict(ray.data.read_parquet(str(tmp_path / "parquet")), MODEL_PATH, keep_input=True,
+                          batch_size=32).take_all()
+    rows.sort(key=lambda r: r["id"])
+    np.testing.assert_array_equal([r["label"] for r in rows], want)
+    np.testing.assert_array_equal(np.stack([r["image"] for r in rows]), images)
