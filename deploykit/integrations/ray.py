@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, InvalidArgument
 from ..loading import load
+from ..preprocess import Pipeline
 from .rayworker import actor_cpus
 
 
@@ -68,7 +69,10 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
     turns that off, a Pipeline replaces it. ``output_columns``: output name -> column (default: the
     output names). ``keep_input`` keeps the input columns. ``concurrency``: actors (or a (min, max)
     autoscaling range), each with ``num_cpus_per_worker`` CPUs — the engine's threads."""
-    _ray()
+    ray = _ray()
+    if not isinstance(dataset, ray.data.Dataset):
+        raise InvalidArgument(f"dataset must be a Ray Dataset (ray.data.read_images, read_parquet, "
+                              f"from_items, ...), got {type(dataset).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgument(f"batch_size must be a positive number of rows, got {batch_size!r}")
     if not isinstance(num_cpus_per_worker, (int, float)) or num_cpus_per_worker <= 0:
@@ -76,7 +80,12 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
     if not isinstance(model, (str, os.PathLike)):
         raise InvalidArgument(f"model must be a path (a model file or a bundle) every actor can read, got "
                               f"{type(model).__name__}")
-    columns = _columns(input_column, model)
+    if not isinstance(keep_input, bool):
+        raise InvalidArgument(f"keep_input must be True or False, got {keep_input!r}")
+    if preprocess is not None and preprocess is not False and not isinstance(preprocess, Pipeline):
+        raise InvalidArgument(f"preprocess must be None (the bundle's pipeline), False (none) or a "
+                              f"dk.preprocess.Pipeline, got {type(preprocess).__name__}")
+    columns = _columns(input_column, output_columns, model)
     settings = {"model": str(model), "columns": columns, "outputs": output_columns, "preprocess": preprocess,
                 "keep": keep_input, "options": load_options}
     return dataset.map_batches(Predictor, fn_constructor_kwargs=settings, batch_size=batch_size,
@@ -97,20 +106,32 @@ def _actors(concurrency: Any) -> Any:
                           f"{concurrency!r}")
 
 
-def _columns(input_column: Any, model: Any) -> dict[str, str]:
-    """Input name -> column; a single column name is resolved against the model's one input."""
-    if isinstance(input_column, Mapping):
-        if not input_column or not all(isinstance(k, str) and isinstance(v, str)
-                                       for k, v in input_column.items()):
-            raise InvalidArgument("input_column must map input names to column names")
-        return dict(input_column)
-    if not isinstance(input_column, str) or not input_column:
+def _columns(input_column: Any, output_columns: Any, model: Any) -> dict[str, str]:
+    """Input name -> column, checked against the model's inputs (a single column name is resolved
+    against its one input); ``output_columns`` checked against its outputs."""
+    mapped = isinstance(input_column, Mapping)
+    if mapped and (not input_column or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in input_column.items())):
+        raise InvalidArgument("input_column must map input names to column names")
+    if not mapped and (not isinstance(input_column, str) or not input_column):
         raise InvalidArgument(f"input_column must be a column name, got {input_column!r}")
-    with load(model) as engine:  # the driver reads the input names once (cheap next to the job)
-        if len(engine.inputs) != 1:
-            raise InvalidArgument(f"the model has inputs {', '.join(s.name for s in engine.inputs)}: give "
-                                  "input_column={input name: column}")
-        return {engine.inputs[0].name: input_column}
+    if output_columns is not None and (not isinstance(output_columns, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in output_columns.items())):
+        raise InvalidArgument(f"output_columns must map output names to column names, got {output_columns!r}")
+    with load(model) as engine:  # the driver reads the names once (cheap next to the job)
+        inputs, outputs = [s.name for s in engine.inputs], [s.name for s in engine.outputs]
+    for given, names, what in ((input_column if mapped else {}, inputs, "input"),
+                               (output_columns or {}, outputs, "output")):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise InvalidArgument(f"the model has no {what} {', '.join(map(repr, unknown))}; its {what}s: "
+                                  f"{', '.join(names)}")
+    if mapped:
+        return dict(input_column)
+    if len(inputs) != 1:
+        raise InvalidArgument(f"the model has inputs {', '.join(inputs)}: give input_column={{input name: "
+                              "column}")
+    return {inputs[0]: input_column}
 
 
 def deployment(repository: Any, **options: Any) -> Any:

@@ -71,6 +71,11 @@ def test_threads_follow_the_cpus_ray_gives_the_actor(local_ray: object) -> None:
     ({"input_column": {"images": 3}}, "input_column must map input names"),
     ({"concurrency": 0}, "concurrency must be a number of actors"),
     ({"concurrency": (3, 1)}, r"or a \(min, max\) range"),
+    ({"output_columns": {"nope": "x"}}, "the model has no output 'nope'; its outputs: probabilities, label"),
+    ({"output_columns": ["label"]}, "output_columns must map output names"),
+    ({"input_column": {"pixels": "image"}}, "the model has no input 'pixels'; its inputs: images"),
+    ({"preprocess": "letterbox"}, "preprocess must be None"),
+    ({"keep_input": "yes"}, "keep_input must be True or False"),
 ])
 def test_bad_arguments_are_refused_before_the_job(local_ray: object, kwargs: dict, match: str) -> None:
     dataset = ray.data.from_items([{"image": np.zeros((1, 8, 8), np.float32)}])
@@ -81,6 +86,8 @@ def test_bad_arguments_are_refused_before_the_job(local_ray: object, kwargs: dic
 def test_a_model_that_is_not_a_path_is_refused(local_ray: object) -> None:
     with pytest.raises(dk.InvalidArgument, match="model must be a path"):
         dk.ray.predict(ray.data.from_items([{"image": 1}]), onnx.load(str(MODEL_PATH)))
+    with pytest.raises(dk.InvalidArgument, match="dataset must be a Ray Dataset"):
+        dk.ray.predict([{"image": 1}], MODEL_PATH)
 
 
 def test_datasets_read_from_numpy_and_parquet_files(local_ray: object, tmp_path: Path) -> None:
