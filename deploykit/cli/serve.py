@@ -98,12 +98,17 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
         raise BackendUnavailable(f"--ray needs Ray Serve: pip install 'deploykit[ray]' ({e})") from e
     from ..integrations.rayserve import deployment
 
+    def build() -> Any:
+        return deployment(args.repository, num_cpus=args.num_cpus, **_replicas(args),
+                          deployment_options={"graceful_shutdown_timeout_s": args.drain_timeout}, **settings)
+
+    # the options are checked before Ray starts, unless the replica count needs the cluster's CPUs
+    sized_by_cluster = args.replicas == "auto" and args.max_replicas is None
+    application = None if sized_by_cluster else build()
     joined = bool(os.environ.get("RAY_ADDRESS"))  # ray.init joins that cluster; else it starts one
     ray.init(include_dashboard=False, configure_logging=False)
     try:
-        application = deployment(args.repository, num_cpus=args.num_cpus, **_replicas(args),
-                                 deployment_options={"graceful_shutdown_timeout_s": args.drain_timeout},
-                                 **settings)
+        application = application or build()
         serve.start(http_options={"host": args.host, "port": args.port})
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
@@ -132,8 +137,9 @@ def _replicas(args: argparse.Namespace) -> dict[str, Any]:
         return {"num_replicas": int(args.replicas)}
     import ray
 
-    fits = int(ray.cluster_resources().get("CPU", 1) // args.num_cpus)
-    most = args.max_replicas or max(args.min_replicas, fits)
+    most = args.max_replicas
+    if most is None:  # as many as the cluster's CPUs hold now
+        most = max(args.min_replicas, int(ray.cluster_resources().get("CPU", 1) // args.num_cpus))
     return {"num_replicas": "auto", "autoscaling_config": {"min_replicas": args.min_replicas,
                                                           "max_replicas": most}}
 

@@ -1,6 +1,6 @@
 """``deploykit serve --ray``: the CLI starts a local Ray, serves the model through Ray Serve's proxy on
 the port asked, answers KServe v2 over the loopback, and stops cleanly on Ctrl-C; Ray's options
-without --ray, and options Ray cannot take, are refused before anything starts. ~40 s."""
+without --ray, and options Ray cannot take, are refused before Ray starts. ~40 s."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ def test_serve_ray_answers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     (["--num-cpus", "2"], "--num-cpus: only with --ray"),
     (["--ray", "--port", "0"], "--port 0 does not work with --ray"),
     (["--ray", "--replicas", "two"], "--replicas must be a number or 'auto'"),
+    (["--ray", "--replicas", "0"], "num_replicas (or 'auto') must be an int >= 1"),
+    (["--ray", "--num-cpus", "0"], "num_cpus must be a number > 0"),
+    (["--ray", "--replicas", "auto", "--min-replicas", "3", "--max-replicas", "1"],
+     "max_replicas (1) must be greater than or equal to min_replicas (3)"),
+    (["--ray", "--repository-api"], "a load or an unload would reach one replica of many"),
 ])
 def test_ray_options_are_checked_before_anything_starts(argv: list[str], message: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
