@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_number
 from ..errors import BackendUnavailable, InvalidArgument
 from ..loading import load
 from ..preprocess import Pipeline
@@ -33,7 +34,8 @@ class Predictor:
 
     def __init__(self, model: Any, columns: Mapping[str, str], outputs: Mapping[str, str] | None,
                  preprocess: Any, keep: bool, options: Mapping[str, Any]) -> None:
-        self.threads = options.get("threads") or actor_cpus()
+        threads = options.get("threads")
+        self.threads = actor_cpus() if threads is None else threads
         others = {k: v for k, v in options.items() if k != "threads"}
         self.engine = load(model, threads=self.threads, **others)
         self.columns = dict(columns) if columns else {self.engine.inputs[0].name: "image"}
@@ -54,6 +56,10 @@ class Predictor:
             feeds[name] = value
         out = self.engine.run(feeds)
         result = {k: v for k, v in batch.items() if self.keep or k not in self.columns.values()}
+        clash = sorted(set(result) & set(self.outputs.values()))
+        if clash:
+            raise InvalidArgument(f"output column(s) {', '.join(clash)} would replace the dataset's own; "
+                                  f"name them otherwise with output_columns={{output name: column}}")
         result.update({column: out[name] for name, column in self.outputs.items()})
         return result
 
@@ -75,8 +81,7 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
                               f"from_items, ...), got {type(dataset).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgument(f"batch_size must be a positive number of rows, got {batch_size!r}")
-    if not isinstance(num_cpus_per_worker, (int, float)) or num_cpus_per_worker <= 0:
-        raise InvalidArgument(f"num_cpus_per_worker must be a positive number, got {num_cpus_per_worker!r}")
+    check_number(num_cpus_per_worker, "num_cpus_per_worker", above=0)
     if not isinstance(model, (str, os.PathLike)):
         raise InvalidArgument(f"model must be a path (a model file or a bundle) every actor can read, got "
                               f"{type(model).__name__}")
@@ -85,7 +90,10 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
     if preprocess is not None and preprocess is not False and not isinstance(preprocess, Pipeline):
         raise InvalidArgument(f"preprocess must be None (the bundle's pipeline), False (none) or a "
                               f"dk.preprocess.Pipeline, got {type(preprocess).__name__}")
-    columns = _columns(input_column, output_columns, model)
+    columns = _columns(input_column, output_columns, model, load_options)
+    if isinstance(preprocess, Pipeline) and len(columns) != 1:
+        raise InvalidArgument(f"preprocess: a Pipeline feeds a one-input model; this one has inputs "
+                              f"{', '.join(columns)}")
     settings = {"model": str(model), "columns": columns, "outputs": output_columns, "preprocess": preprocess,
                 "keep": keep_input, "options": load_options}
     return dataset.map_batches(Predictor, fn_constructor_kwargs=settings, batch_size=batch_size,
@@ -106,9 +114,12 @@ def _actors(concurrency: Any) -> Any:
                           f"{concurrency!r}")
 
 
-def _columns(input_column: Any, output_columns: Any, model: Any) -> dict[str, str]:
+def _columns(input_column: Any, output_columns: Any, model: Any,
+             options: Mapping[str, Any]) -> dict[str, str]:
     """Input name -> column, checked against the model's inputs (a single column name is resolved
-    against its one input); ``output_columns`` checked against its outputs."""
+    against its one input); ``output_columns`` checked against its outputs; the load options checked
+    by loading the model once here (without them when this machine lacks their runtime or device:
+    a CPU-only driver of GPU actors)."""
     mapped = isinstance(input_column, Mapping)
     if mapped and (not input_column or not all(isinstance(k, str) and isinstance(v, str)
                                                for k, v in input_column.items())):
@@ -118,7 +129,13 @@ def _columns(input_column: Any, output_columns: Any, model: Any) -> dict[str, st
     if output_columns is not None and (not isinstance(output_columns, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in output_columns.items())):
         raise InvalidArgument(f"output_columns must map output names to column names, got {output_columns!r}")
-    with load(model) as engine:  # the driver reads the names once (cheap next to the job)
+    if output_columns is not None and len(set(output_columns.values())) != len(output_columns):
+        raise InvalidArgument(f"output_columns gives two outputs the same column: {dict(output_columns)}")
+    try:
+        engine = load(model, **options)
+    except BackendUnavailable:
+        engine = load(model)
+    with engine:  # the driver reads the names once (cheap next to the job)
         inputs, outputs = [s.name for s in engine.inputs], [s.name for s in engine.outputs]
     for given, names, what in ((input_column if mapped else {}, inputs, "input"),
                                (output_columns or {}, outputs, "output")):
@@ -127,6 +144,9 @@ def _columns(input_column: Any, output_columns: Any, model: Any) -> dict[str, st
             raise InvalidArgument(f"the model has no {what} {', '.join(map(repr, unknown))}; its {what}s: "
                                   f"{', '.join(names)}")
     if mapped:
+        missing = [name for name in inputs if name not in input_column]
+        if missing:
+            raise InvalidArgument(f"input_column names no column for input(s) {', '.join(missing)}")
         return dict(input_column)
     if len(inputs) != 1:
         raise InvalidArgument(f"the model has inputs {', '.join(inputs)}: give input_column={{input name: "

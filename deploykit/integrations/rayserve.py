@@ -42,10 +42,10 @@ class RayMetrics:
         self.requests = serve_metrics.Counter(
             "deploykit_requests", "Requests by model, version, protocol and outcome.",
             tag_keys=(*request_tags, "outcome"))
-        self.latency = {part: serve_metrics.Histogram(
-            f"deploykit_request_{part}_seconds", f"Request {part} time in seconds.",
+        self.latency = {part: serve_metrics.Histogram(  # the names /metrics uses
+            f"deploykit_request_{name}_seconds", f"Request {name} time in seconds.",
             boundaries=list(LATENCY_BUCKETS), tag_keys=request_tags)
-            for part in ("total", "queue", "compute")}
+            for part, name in (("total", "duration"), ("queue", "queue"), ("compute", "compute"))}
         self.batches = serve_metrics.Histogram(
             "deploykit_batch_size", "Requests run together in one batch.", boundaries=list(BATCH_BUCKETS),
             tag_keys=("model", "version"))

@@ -66,7 +66,7 @@ def test_threads_follow_the_cpus_ray_gives_the_actor(local_ray: object) -> None:
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"batch_size": 0}, "batch_size must be a positive"),
-    ({"num_cpus_per_worker": 0}, "num_cpus_per_worker must be a positive"),
+    ({"num_cpus_per_worker": 0}, "num_cpus_per_worker must be a number > 0"),
     ({"input_column": ""}, "input_column must be a column name"),
     ({"input_column": {"images": 3}}, "input_column must map input names"),
     ({"concurrency": 0}, "concurrency must be a number of actors"),
@@ -76,11 +76,22 @@ def test_threads_follow_the_cpus_ray_gives_the_actor(local_ray: object) -> None:
     ({"input_column": {"pixels": "image"}}, "the model has no input 'pixels'; its inputs: images"),
     ({"preprocess": "letterbox"}, "preprocess must be None"),
     ({"keep_input": "yes"}, "keep_input must be True or False"),
+    ({"num_cpus_per_worker": float("nan")}, "num_cpus_per_worker must be"),
+    ({"num_cpus_per_worker": True}, "num_cpus_per_worker must be"),
+    ({"output_columns": {"probabilities": "x", "label": "x"}}, "gives two outputs the same column"),
+    ({"thread": 2}, "thread"),
+    ({"threads": 0}, "threads"),
 ])
 def test_bad_arguments_are_refused_before_the_job(local_ray: object, kwargs: dict, match: str) -> None:
     dataset = ray.data.from_items([{"image": np.zeros((1, 8, 8), np.float32)}])
     with pytest.raises(dk.InvalidArgument, match=match):
         dk.ray.predict(dataset, MODEL_PATH, **kwargs)
+
+
+def test_an_output_column_never_replaces_a_column_of_the_dataset(local_ray: object) -> None:
+    dataset = ray.data.from_items([{"image": image, "other": 0} for image in load_test_data()[0][:4]])
+    with pytest.raises(Exception, match=r"output column\(s\) other would replace the dataset.s own"):
+        dk.ray.predict(dataset, MODEL_PATH, output_columns={"label": "other"}).take_all()
 
 
 def test_a_model_that_is_not_a_path_is_refused(local_ray: object) -> None:
