@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
+import re
 import signal
 import time
+import urllib.request
 from typing import Any
 
-from ..errors import BackendError, BackendUnavailable, InvalidArgument
+from ..arguments import check_number
+from ..errors import BackendError, BackendUnavailable, InvalidArgument, first_line
 from .command import Command
 
 #: The Ray Serve application ``deploykit serve --ray`` runs.
@@ -63,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     given = [flag for flag, value, default in ray_flags if value != default]
     if given:
         raise InvalidArgument(f"{', '.join(given)}: only with --ray (one process serves without Ray)")
-    _log_to_stderr(args.json_logs)
+    from ..serve.logbuffer import log_to_stderr
+
+    log_to_stderr(args.json_logs)
     server = Server(args.repository, host=args.host, port=args.port, drain_timeout=args.drain_timeout,
                     repository_api=args.repository_api, watch_interval=args.watch, max_queue=args.max_queue,
                     token=token, json_logs=args.json_logs, public_metrics=args.public_metrics)
@@ -85,8 +89,11 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
     """The repository on Ray Serve until Ctrl-C: a local Ray, or the cluster ``RAY_ADDRESS`` names."""
     if args.port == 0:
         raise InvalidArgument("--port 0 does not work with --ray: Ray's HTTP proxy needs a port number")
-    if args.replicas != "auto" and not args.replicas.isdigit():
+    if args.replicas != "auto" and not re.fullmatch("[0-9]+", args.replicas):
         raise InvalidArgument(f"--replicas must be a number or 'auto', got {args.replicas!r}")
+    if args.replicas != "auto" and (args.min_replicas != 1 or args.max_replicas is not None):
+        raise InvalidArgument("--min-replicas/--max-replicas: only with --replicas auto")
+    check_number(args.num_cpus, "--num-cpus", above=0)
     settings: dict[str, Any] = {"max_queue": args.max_queue, "watch_interval": args.watch, "token": token,
                                 "json_logs": args.json_logs, "public_metrics": args.public_metrics}
     if args.repository_api:
@@ -105,11 +112,15 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
     # the options are checked before Ray starts, unless the replica count needs the cluster's CPUs
     sized_by_cluster = args.replicas == "auto" and args.max_replicas is None
     application = None if sized_by_cluster else build()
-    joined = bool(os.environ.get("RAY_ADDRESS"))  # ray.init joins that cluster; else it starts one
-    ray.init(include_dashboard=False, configure_logging=False)
+    joined = bool(os.environ.get("RAY_ADDRESS"))  # that cluster; else a Ray of this process's own
+    ray.init(address=None if joined else "local", include_dashboard=False, configure_logging=False)
     try:
         application = application or build()
-        serve.start(http_options={"host": args.host, "port": args.port})
+        try:
+            serve.start(http_options={"host": args.host, "port": args.port})
+        except Exception as e:  # Ray's proxy failed to start (a port in use, an address not here)
+            raise BackendError(f"Ray Serve's HTTP proxy did not start on --host {args.host} --port "
+                               f"{args.port}: {first_line(e)}") from None
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
         try:
@@ -119,6 +130,7 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
             why = [d.message for d in status.deployments.values() if d.message] if status else []
             raise BackendError(f"Ray Serve did not start the repository: {e}" +
                                (f"\n{why[-1].strip().splitlines()[-1]}" if why else "")) from None
+        _check_proxy(args.host, args.port)
         print(f"deploykit serve --ray: http://{args.host}:{args.port} (KServe v2 and TF Serving REST through "
               f"Ray Serve; Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -129,6 +141,20 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
             serve.delete(RAY_APP) if joined else serve.shutdown()
         ray.shutdown()
     return 0
+
+
+def _check_proxy(host: str, port: int) -> None:
+    """Ray's proxy answers on ``host:port`` — on a cluster whose Serve already ran, Ray keeps the HTTP
+    options it started with and ignores ours (with a log line only)."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    url = f"http://[{address}]:{port}/-/routes" if ":" in address else f"http://{address}:{port}/-/routes"
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            pass
+    except OSError as e:
+        raise BackendError(f"the application runs, but Ray Serve's proxy does not answer on {host}:{port} "
+                           f"({e}): Serve was already running on this cluster with other HTTP options, "
+                           f"which Ray keeps; use its address") from None
 
 
 def _replicas(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,21 +168,6 @@ def _replicas(args: argparse.Namespace) -> dict[str, Any]:
         most = max(args.min_replicas, int(ray.cluster_resources().get("CPU", 1) // args.num_cpus))
     return {"num_replicas": "auto", "autoscaling_config": {"min_replicas": args.min_replicas,
                                                           "max_replicas": most}}
-
-
-def _log_to_stderr(json_logs: bool) -> None:
-    """The server's logs (access log included, at INFO) on stderr, as a server in a container does;
-    written in batches (at most 0.2 s late; warnings and errors at once): see serve.logbuffer."""
-    from ..serve.logbuffer import BufferedStreamHandler
-
-    # this process is the server: its records need no thread or process names (~5 µs a record)
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = BufferedStreamHandler()
-    layout = "%(message)s" if json_logs else "%(asctime)s %(name)s %(message)s"
-    handler.setFormatter(logging.Formatter(layout))
-    logger = logging.getLogger("deploykit.serve")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -18,6 +18,7 @@ from ray.serve import metrics as serve_metrics
 from ..arguments import check_number
 from ..errors import InvalidArgument, ModelLoadError
 from ..serve.application import app
+from ..serve.logbuffer import log_to_stderr
 from ..serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
 from .rayworker import actor_cpus
 
@@ -83,6 +84,7 @@ class Replica:
     def __serve_build_asgi_app__(self) -> Any:
         """The app, its models loaded here: a replica that cannot serve all of its repository fails to
         start, with the reason (``deploykit serve``, one process, serves what loaded instead)."""
+        log_to_stderr(bool(self.settings.get("json_logs")))  # the access log, in the replica's log
         application = app(self.repository, cpus=actor_cpus(), **self.settings)
         application.state.metrics.add_sink(RayMetrics())
         plane = application.state.plane
@@ -124,9 +126,18 @@ def deployment(repository: str | os.PathLike[str], *, name: str = "deploykit",
     replicas = _replicas(num_replicas, autoscaling_config)
     path = str(Path(repository).resolve())
     app(path, **settings)  # checks the settings and scans the repository here, not in every replica
-    actor = {"num_cpus": num_cpus, **_mapping(ray_actor_options, "ray_actor_options")}
+    actor = _mapping(ray_actor_options, "ray_actor_options")
     options = {"max_ongoing_requests": max_ongoing_requests, "max_queued_requests": max_queued_requests,
-               **replicas, **_mapping(deployment_options, "deployment_options")}
+               **replicas}
+    for given, ours, what in ((actor, {"num_cpus": None}, "ray_actor_options"),
+                              (_mapping(deployment_options, "deployment_options"),
+                               {**options, "name": None, "ray_actor_options": None}, "deployment_options")):
+        twice = sorted(set(given) & set(ours))
+        if twice:
+            raise InvalidArgument(f"{what} sets {', '.join(twice)}: give that as dk.ray.deployment's own "
+                                  f"argument")
+    actor["num_cpus"] = num_cpus
+    options.update(_mapping(deployment_options, "deployment_options"))
     try:
         bound = serve.deployment(Replica, name=name, ray_actor_options=actor, **options)
     except (ValueError, TypeError) as e:  # Ray's own checks of the options passed through
@@ -143,6 +154,13 @@ def _replicas(num_replicas: Any, autoscaling: Any) -> dict[str, Any]:
         if num_replicas not in ("auto", 1):
             raise InvalidArgument(f"num_replicas={num_replicas!r} with autoscaling_config: give one of them "
                                   "(or num_replicas='auto')")
+        from ray.serve.config import AutoscalingConfig
+
+        known = getattr(AutoscalingConfig, "model_fields", None) or AutoscalingConfig.__fields__
+        unknown = sorted(set(autoscaling or {}) - set(known))
+        if unknown:  # Ray ignores them (a typo would leave its defaults in force)
+            raise InvalidArgument(f"autoscaling_config has no key(s) {', '.join(unknown)}; Ray's keys: "
+                                  f"{', '.join(sorted(known))}")
         return {"num_replicas": "auto", "autoscaling_config": dict(autoscaling or {})}
     _check_count(num_replicas, "num_replicas (or 'auto')")
     return {"num_replicas": num_replicas}

@@ -72,4 +72,19 @@ class BufferedStreamHandler(logging.Handler):
             self.flush()
 
 
-__all__ = ["CAPACITY", "INTERVAL", "BufferedStreamHandler"]
+def log_to_stderr(json_logs: bool) -> None:
+    """The server's logs (access log included, at INFO) on stderr, as a server in a container does,
+    through a ``BufferedStreamHandler``: for a process that is the server (``deploykit serve``, a
+    Ray Serve replica). Its records need no thread or process names (~5 µs a record)."""
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logger = logging.getLogger("deploykit.serve")
+    if any(isinstance(h, BufferedStreamHandler) for h in logger.handlers):
+        return
+    handler = BufferedStreamHandler()
+    layout = "%(message)s" if json_logs else "%(asctime)s %(name)s %(message)s"
+    handler.setFormatter(logging.Formatter(layout))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+__all__ = ["CAPACITY", "INTERVAL", "BufferedStreamHandler", "log_to_stderr"]

@@ -57,16 +57,31 @@ def test_serve_ray_answers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert code == 0, (tmp_path / "serve.log").read_text()
 
 
+@pytest.mark.slow
+def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(MODEL_PATH), "--ray", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"Ray Serve's HTTP proxy did not start on --host 127.0.0.1 --port {port}" in err
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--replicas", "2"], "--replicas: only with --ray"),
     (["--num-cpus", "2"], "--num-cpus: only with --ray"),
     (["--ray", "--port", "0"], "--port 0 does not work with --ray"),
     (["--ray", "--replicas", "two"], "--replicas must be a number or 'auto'"),
     (["--ray", "--replicas", "0"], "num_replicas (or 'auto') must be an int >= 1"),
-    (["--ray", "--num-cpus", "0"], "num_cpus must be a number > 0"),
+    (["--ray", "--num-cpus", "0"], "--num-cpus must be a number > 0"),
     (["--ray", "--replicas", "auto", "--min-replicas", "3", "--max-replicas", "1"],
      "max_replicas (1) must be greater than or equal to min_replicas (3)"),
     (["--ray", "--repository-api"], "a load or an unload would reach one replica of many"),
+    (["--ray", "--replicas", "3", "--min-replicas", "2"],
+     "--min-replicas/--max-replicas: only with --replicas auto"),
+    (["--ray", "--num-cpus", "nan"], "--num-cpus must be a number > 0"),
+    (["--ray", "--replicas", "\u00b2"], "--replicas must be a number or 'auto'"),
 ])
 def test_ray_options_are_checked_before_anything_starts(argv: list[str], message: str,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,6 +191,9 @@ def test_a_repository_that_does_not_load_fails_the_deployment_with_its_reason(
     ({"deployment_options": 3}, "deployment_options must map"),
     ({"ray_actor_options": {1: 2}}, "ray_actor_options must map"),
     ({"deployment_options": {"no_such_option": 1}}, "Ray Serve refused"),
+    ({"deployment_options": {"num_replicas": 5}}, "deployment_options sets num_replicas: give that as"),
+    ({"ray_actor_options": {"num_cpus": 4}}, "ray_actor_options sets num_cpus"),
+    ({"autoscaling_config": {"max_replica": 4}}, "autoscaling_config has no key.s. max_replica"),
 ])
 def test_bad_options_are_refused_before_any_replica_starts(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(dk.InvalidArgument, match=match):
