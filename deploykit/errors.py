@@ -8,6 +8,8 @@ Messages say which tensor/file, what came, what was expected, and what to do.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 __all__ = [
     "BackendError",
     "BackendUnavailable",
@@ -96,6 +98,18 @@ def first_line(e: BaseException) -> str:
     what a runtime's multi-line error contributes to one of ours."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def require(module: str, needs: str) -> ModuleType:
+    """``module`` imported, or ``BackendUnavailable`` saying who ``needs`` it and how to install it
+    (e.g. "quantize needs onnxruntime: pip install 'deploykit[onnxruntime]'") with the import's own
+    error: the one check of every optional dependency."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailable(f"{needs} ({e})") from e
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import deploykit as dk
@@ -28,3 +30,15 @@ def test_every_error_lives_in_errors_module() -> None:
     for name in errors.__all__:
         assert getattr(dk, name) is getattr(errors, name)
         assert getattr(errors, name).__module__ == "deploykit.errors"
+
+
+def test_require_imports_a_module_or_names_who_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from deploykit.errors import BackendUnavailable, require
+
+    assert require("json", "unused") is json
+    monkeypatch.setitem(sys.modules, "deploykit_absent_module", None)  # as if it were not installed
+    with pytest.raises(BackendUnavailable,
+                       match=r"^X needs it: pip install 'deploykit\[x\]' \(.*deploykit_absent"):
+        require("deploykit_absent_module", "X needs it: pip install 'deploykit[x]'")

@@ -11,19 +11,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailable, IntegrityError, InvalidArgument
+from ..errors import IntegrityError, InvalidArgument, require
 from .manifest import SIGNATURE
 
 log = logging.getLogger("deploykit")
 
 
 def _library() -> Any:
-    try:
-        import model_signing
-    except ImportError as e:
-        raise BackendUnavailable(f"signing and verifying bundles needs the OpenSSF model signing library: "
-                                 f"pip install 'deploykit[sign]' ({e})") from e
-    return model_signing
+    return require("model_signing", "signing and verifying bundles needs the OpenSSF model signing "
+                                    "library: pip install 'deploykit[sign]'")
 
 
 def _key(path: Any, what: str) -> Path:  # str, Path or any os.PathLike

@@ -12,7 +12,7 @@ import urllib.request
 from typing import Any
 
 from ..arguments import check_number
-from ..errors import BackendError, BackendUnavailable, InvalidArgument, first_line
+from ..errors import BackendError, InvalidArgument, first_line, require
 from .command import Command
 
 #: The Ray Serve application ``deploykit serve --ray`` runs.
@@ -98,11 +98,9 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
                                 "json_logs": args.json_logs, "public_metrics": args.public_metrics}
     if args.repository_api:
         settings["repository_api"] = True  # refused by dk.ray.deployment, with the reason
-    try:
-        import ray
-        from ray import serve
-    except ImportError as e:
-        raise BackendUnavailable(f"--ray needs Ray Serve: pip install 'deploykit[ray]' ({e})") from e
+    serve = require("ray.serve", "--ray needs Ray Serve: pip install 'deploykit[ray]'")
+    import ray
+
     from ..integrations.rayserve import deployment
 
     def build() -> Any:

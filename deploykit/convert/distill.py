@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..arguments import check_number
-from ..errors import BackendUnavailable, InvalidArgument
+from ..errors import InvalidArgument, require
 from .export import export
 from .gates import Gates, engine_for, judge, model_path, output_path, samples_for
 from .report import QuantizeReport
@@ -50,10 +50,8 @@ def distill(teacher: str | Path, student: Any, data: Any, *, output: str | Path,
     check_number(holdout, "holdout", above=0)
     if holdout >= 1:
         raise InvalidArgument(f"holdout is the share of data kept for checking, below 1; got {holdout!r}")
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - a torch student implies torch
-        raise BackendUnavailable(f"distill needs torch: pip install 'deploykit[torch]' ({e})") from e
+    # a torch student implies torch: this names the need if it is not one
+    torch = require("torch", "distill needs torch: pip install 'deploykit[torch]'")
     engine = engine_for(source, threads, "the teacher")
     if len(engine.inputs) != 1:
         raise InvalidArgument(f"distill takes a one-input teacher; this one has {len(engine.inputs)} inputs")

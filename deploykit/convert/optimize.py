@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import BackendUnavailable, InvalidArgument
+from ..errors import InvalidArgument, require
 from ..loading import load
 from ..reprs import html_table
 from . import accuracy as acc
@@ -75,10 +75,7 @@ def optimize(model: str | Path, samples: Any = None, *, output: str | Path, accu
     source = model_path(model)
     target = output_path(output, source)
     gates = Gates(accuracy=accuracy, min_speedup=0.0, threads=threads)
-    try:
-        import onnxslim
-    except ImportError as e:
-        raise BackendUnavailable(f"optimize needs onnxslim: pip install 'deploykit[optimize]' ({e})") from e
+    onnxslim = require("onnxslim", "optimize needs onnxslim: pip install 'deploykit[optimize]'")
     original = engine_for(source, gates.threads, "the model")
     data = samples_for(original, samples, "samples", "optimize")
     reference = [original.run(s) for s in data]

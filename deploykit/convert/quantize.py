@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
+from ..errors import DeployKitError, InvalidArgument, require
 from ..hostinfo import probe_cpu
 from .gates import Gates, engine_for, judge, model_path, output_path, samples_for
 from .report import QuantizeReport
@@ -105,12 +105,8 @@ def _candidate_names(candidates: Iterable[str]) -> list[str]:
 
 
 def _ort_quantization() -> Any:
-    try:
-        from onnxruntime import quantization
-    except ImportError as e:
-        raise BackendUnavailable(f"quantize needs onnxruntime: pip install 'deploykit[onnxruntime]' "
-                                 f"({e})") from e
-    return quantization
+    return require("onnxruntime.quantization", "quantize needs onnxruntime: pip install "
+                                               "'deploykit[onnxruntime]'")
 
 
 # -- candidates ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable, InvalidArgument
+from ..errors import InvalidArgument, require
 from .parity import max_errors
 
 
@@ -25,13 +25,8 @@ def is_torch_module(obj: Any) -> bool:
                for c in type(obj).__mro__)
 
 
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - the object is a torch module, so torch imports
-        raise BackendUnavailable(f"exporting PyTorch modules needs torch: pip install 'deploykit[torch]' "
-                                 f"({e})") from e
-    return torch
+def _torch() -> Any:  # the object is a torch module, so torch imports
+    return require("torch", "exporting PyTorch modules needs torch: pip install 'deploykit[torch]'")
 
 
 def arrays(sample_inputs: Any) -> list[np.ndarray]:

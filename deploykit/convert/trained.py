@@ -10,24 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError
+from ..errors import BackendUnavailable, InvalidArgument, ModelLoadError, require
 
 
 def _keras(path: Path) -> Any:
-    try:
-        import keras
-    except ImportError as e:
-        raise BackendUnavailable(f"reading {path.name} needs Keras 3 (pip install keras, and a backend: "
-                                 f"torch, tensorflow or jax) ({e})") from e
+    keras = require("keras", f"reading {path.name} needs Keras 3 (pip install keras, and a backend: "
+                             f"torch, tensorflow or jax)")
     return keras.saving.load_model(str(path), safe_mode=True)
 
 
 def _torch_program(path: Path) -> Any:
-    try:
-        import torch
-    except ImportError as e:
-        raise BackendUnavailable(f"reading {path.name} needs torch: pip install 'deploykit[torch]' "
-                                 f"({e})") from e
+    torch = require("torch", f"reading {path.name} needs torch: pip install 'deploykit[torch]'")
     return torch.export.load(str(path)).module()
 
 
@@ -37,10 +30,7 @@ def _pickle(path: Path) -> Any:
 
 
 def _joblib(path: Path) -> Any:
-    try:
-        import joblib
-    except ImportError as e:
-        raise BackendUnavailable(f"reading {path.name} needs joblib (scikit-learn installs it) ({e})") from e
+    joblib = require("joblib", f"reading {path.name} needs joblib (scikit-learn installs it)")
     return joblib.load(path)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..bundle.bundle import is_bundle, open_bundle
 from ..bundle.pack import pack
 from ..engine import Engine
-from ..errors import BackendUnavailable, InputMismatch, InvalidArgument
+from ..errors import InputMismatch, InvalidArgument, require
 from ..loading import load
 from ..version import __version__
 
@@ -27,12 +27,7 @@ DATA = "bundle"
 
 
 def _mlflow() -> Any:
-    try:
-        import mlflow
-    except ImportError as e:
-        raise BackendUnavailable(f"the MLflow flavor needs MLflow: pip install 'deploykit[mlflow]' "
-                                 f"({e})") from e
-    return mlflow
+    return require("mlflow", "the MLflow flavor needs MLflow: pip install 'deploykit[mlflow]'")
 
 
 def signature_of(inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> Any:

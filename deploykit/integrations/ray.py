@@ -13,20 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..arguments import check_number
-from ..errors import BackendUnavailable, InvalidArgument
+from ..errors import BackendUnavailable, InvalidArgument, require
 from ..loading import load
 from ..preprocess import Pipeline
 from .rayworker import actor_cpus
 
 
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError as e:
-        raise BackendUnavailable(f"batch inference on Ray needs Ray Data: pip install 'deploykit[ray]' "
-                                 f"({e})") from e
-    return ray
+def _ray_data() -> Any:
+    return require("ray.data", "batch inference on Ray needs Ray Data: pip install 'deploykit[ray]'")
 
 
 class Predictor:
@@ -75,8 +69,7 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
     turns that off, a Pipeline replaces it. ``output_columns``: output name -> column (default: the
     output names). ``keep_input`` keeps the input columns. ``concurrency``: actors (or a (min, max)
     autoscaling range), each with ``num_cpus_per_worker`` CPUs — the engine's threads."""
-    ray = _ray()
-    if not isinstance(dataset, ray.data.Dataset):
+    if not isinstance(dataset, _ray_data().Dataset):
         raise InvalidArgument(f"dataset must be a Ray Dataset (ray.data.read_images, read_parquet, "
                               f"from_items, ...), got {type(dataset).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -157,10 +150,7 @@ def _columns(input_column: Any, output_columns: Any, model: Any,
 def deployment(repository: Any, **options: Any) -> Any:
     """A Ray Serve application serving ``repository`` as ``deploykit serve`` does, replicated by Ray
     (``serve.run(dk.ray.deployment("repo", num_replicas=2))``; the options: ``rayserve.deployment``)."""
-    try:
-        from ray import serve  # noqa: F401
-    except ImportError as e:
-        raise BackendUnavailable(f"serving on Ray needs Ray Serve: pip install 'deploykit[ray]' ({e})") from e
+    require("ray.serve", "serving on Ray needs Ray Serve: pip install 'deploykit[ray]'")
     from .rayserve import deployment as build
 
     return build(repository, **options)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arguments import check_number
-from ..errors import BackendUnavailable, DeployKitError, InvalidArgument
+from ..errors import DeployKitError, InvalidArgument, require
 
 log = logging.getLogger("deploykit.serve")
 
@@ -34,11 +34,8 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     ``/metrics`` too unless ``public_metrics``). ``json_logs``: the access log as JSON lines.
     ``cpus``: the CPUs the engines' threads share (default: those this process may use; on Ray
     Serve, the replica's). Prometheus metrics at ``/metrics``."""
-    try:
-        import prometheus_client  # noqa: F401  (the serve extra's; uvicorn is needed only to listen)
-    except ImportError as e:
-        raise BackendUnavailable(f"serving needs the serve extra: pip install 'deploykit[serve]' "
-                                 f"({e})") from e
+    # the serve extra's (uvicorn is needed only to listen)
+    require("prometheus_client", "serving needs the serve extra: pip install 'deploykit[serve]'")
 
     from . import kserve, tfserving
     from .asgi import App, Response, Route, in_thread
