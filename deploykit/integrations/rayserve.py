@@ -119,25 +119,25 @@ def deployment(repository: str | os.PathLike[str], *, name: str = "deploykit",
         raise InvalidArgument(f"dk.ray.deployment does not take {', '.join(unknown)} ({why})")
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"name must be a deployment name, got {name!r}")
-    _check_count(max_ongoing_requests, "max_ongoing_requests")
+    check_number(max_ongoing_requests, "max_ongoing_requests", minimum=1, integer=True)
     if max_queued_requests != -1:
-        _check_count(max_queued_requests, "max_queued_requests (or -1: unbounded)")
+        check_number(max_queued_requests, "max_queued_requests (or -1: unbounded)", minimum=1, integer=True)
     check_number(num_cpus, "num_cpus", above=0)
     replicas = _replicas(num_replicas, autoscaling_config)
     path = str(Path(repository).resolve())
     app(path, **settings)  # checks the settings and scans the repository here, not in every replica
     actor = _mapping(ray_actor_options, "ray_actor_options")
+    others = _mapping(deployment_options, "deployment_options")
     options = {"max_ongoing_requests": max_ongoing_requests, "max_queued_requests": max_queued_requests,
                **replicas}
-    for given, ours, what in ((actor, {"num_cpus": None}, "ray_actor_options"),
-                              (_mapping(deployment_options, "deployment_options"),
-                               {**options, "name": None, "ray_actor_options": None}, "deployment_options")):
-        twice = sorted(set(given) & set(ours))
+    for given, ours, what in ((actor, {"num_cpus"}, "ray_actor_options"),
+                              (others, {*options, "name", "ray_actor_options"}, "deployment_options")):
+        twice = sorted(set(given) & ours)
         if twice:
             raise InvalidArgument(f"{what} sets {', '.join(twice)}: give that as dk.ray.deployment's own "
                                   f"argument")
     actor["num_cpus"] = num_cpus
-    options.update(_mapping(deployment_options, "deployment_options"))
+    options.update(others)
     try:
         bound = serve.deployment(Replica, name=name, ray_actor_options=actor, **options)
     except (ValueError, TypeError) as e:  # Ray's own checks of the options passed through
@@ -162,7 +162,7 @@ def _replicas(num_replicas: Any, autoscaling: Any) -> dict[str, Any]:
             raise InvalidArgument(f"autoscaling_config has no key(s) {', '.join(unknown)}; Ray's keys: "
                                   f"{', '.join(sorted(known))}")
         return {"num_replicas": "auto", "autoscaling_config": dict(autoscaling or {})}
-    _check_count(num_replicas, "num_replicas (or 'auto')")
+    check_number(num_replicas, "num_replicas (or 'auto')", minimum=1, integer=True)
     return {"num_replicas": num_replicas}
 
 
@@ -172,10 +172,6 @@ def _mapping(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InvalidArgument(f"{name} must map Ray's option names to values, got {type(value).__name__}")
     return dict(value)
-
-
-def _check_count(value: Any, name: str) -> None:
-    check_number(value, name, minimum=1, integer=True)
 
 
 __all__ = ["MAX_ONGOING", "MAX_QUEUED", "RayMetrics", "Replica", "deployment"]
