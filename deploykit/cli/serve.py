@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # an orchestrator's stop: drain as for Ctrl-C
     signal.signal(signal.SIGINT, _interrupt)  # also when started in the background (SIGINT ignored)
     server.start()
-    print(f"deploykit serve: {server.url} (KServe v2 and TF Serving REST; Ctrl-C stops)", flush=True)
-    try:
+    try:  # entered before the address is printed: a Ctrl-C right after it still drains and exits 0
+        print(f"deploykit serve: {server.url} (KServe v2 and TF Serving REST; Ctrl-C stops)", flush=True)
         while not server.wait(0.5):  # short waits: Ctrl-C is seen between them
             pass
     except KeyboardInterrupt:
@@ -129,9 +129,9 @@ def _run_on_ray(args: argparse.Namespace, token: str | None) -> int:
             raise BackendError(f"Ray Serve did not start the repository: {e}" +
                                (f"\n{why[-1].strip().splitlines()[-1]}" if why else "")) from None
         _check_proxy(args.host, args.port)
-        print(f"deploykit serve --ray: http://{args.host}:{args.port} (KServe v2 and TF Serving REST through "
-              f"Ray Serve; Ctrl-C stops)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt):  # entered before the address is printed, as above
+            print(f"deploykit serve --ray: http://{args.host}:{args.port} (KServe v2 and TF Serving REST "
+                  f"through Ray Serve; Ctrl-C stops)", flush=True)
             while True:
                 time.sleep(0.5)
     finally:
