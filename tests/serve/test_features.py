@@ -121,11 +121,12 @@ def test_the_cpus_given_decide_the_threads_of_a_model_worth_threads(tmp_path: Pa
 
     weight = numpy_helper.from_array(np.full((1024, 1024), 0.001, np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "heavy",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 1024])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 1024])], [weight])
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [512, 1024])], [weight])
     (tmp_path / "heavy" / "1").mkdir(parents=True)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "heavy" / "1" / "model.onnx"))  # a run takes milliseconds: threads pay
+              str(tmp_path / "heavy" / "1" / "model.onnx"))  # 1 GFLOP: several ms even on 2 AMX cores
+    # (64 rows, 0.13 GFLOP, ran under SMALL_RUN_S on 2 cores of an AVX-512 Xeon in CI: one thread)
     for cpus in (1, 2):
         plane = DataPlane(tmp_path, cpus=cpus)
         plane.load_all()
