@@ -236,13 +236,14 @@ def test_fixed_batch_model_refuses_other_batch_sizes() -> None:
 
 
 def test_timing_core_counts_overlapping_calls_once() -> None:
-    """Two threads sleeping 5 ms per call: every latency is >= 5 ms, and the wall time is about
-    half the summed latencies (the calls overlapped), so throughput counts concurrency."""
+    """Two threads sleeping 20 ms per call: every latency is >= 20 ms, and the wall time is about
+    half the summed latencies (the calls overlapped), so throughput counts concurrency. (20 ms, not
+    5: a thread scheduled late on a loaded 2-core machine must not eat the margin.)"""
     serial = measure(lambda: time.sleep(0.005), warmup=0, iterations=10)
     assert serial.n == 10 and serial.latencies.min() >= 0.005
     assert serial.wall >= serial.latencies.sum()
-    both = measure(lambda: time.sleep(0.005), concurrency=2, warmup=1, iterations=20)
-    assert both.n == 20 and both.latencies.min() >= 0.005 and both.concurrency == 2
+    both = measure(lambda: time.sleep(0.02), concurrency=2, warmup=1, iterations=20)
+    assert both.n == 20 and both.latencies.min() >= 0.02 and both.concurrency == 2
     assert both.wall < 0.8 * both.latencies.sum()
     assert both.throughput == pytest.approx(20 / both.wall)
     timed = measure(lambda: None, concurrency=2, warmup=0, min_seconds=0.01, min_iterations=50)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf import __version__ as protobuf_version
 
 pytest.importorskip("skl2onnx", reason="the export extra (skl2onnx) is not installed")
 pytest.importorskip("onnxruntime", reason="the exported model is checked on onnxruntime")
@@ -47,6 +48,12 @@ def fitted(kind: str) -> tuple[Any, np.ndarray]:
                                   "ridge (diabetes)"])
 def test_sklearn_models_export_and_agree_on_every_sample(tmp_path: Path, kind: str) -> None:
     model, X = fitted(kind)
+    if "hist" in kind and int(protobuf_version.split(".")[0]) >= 7:
+        # skl2onnx 1.20 writes booleans into an `ints` attribute (nodes_missing_value_tracks_true),
+        # which protobuf 7 refuses; the fresh install resolves protobuf 6 (tritonclient caps it)
+        with pytest.raises(UnsupportedModel, match="skl2onnx cannot convert this HistGradientBoosting"):
+            dk.export(model, X, tmp_path / "m.onnx")
+        return
     report = dk.export(model, X, tmp_path / "m.onnx")
     assert report.ok and report.samples == len(X) and (tmp_path / "m.onnx").is_file()
     if "ridge" in kind:

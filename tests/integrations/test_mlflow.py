@@ -88,13 +88,15 @@ def test_mlflow_models_serve_answers_over_http(store: Path) -> None:
     if not (bin_dir / "mlflow").is_file() or not (bin_dir / "uvicorn").is_file():
         pytest.skip(f"the mlflow and uvicorn commands are not in {bin_dir}")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", str(store / "saved"),
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log_path = store / "serve.log"  # a file, not a pipe nobody reads (a full pipe blocks the server)
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", str(store / "saved"),
+                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
     images = load_test_data()[0][:3]
     body = json.dumps({"inputs": {"images": images.tolist()}}).encode()
     try:
-        deadline, answer = time.monotonic() + 60, None
+        deadline, answer = time.monotonic() + 120, None
         while answer is None and time.monotonic() < deadline and server.poll() is None:
             try:
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
@@ -102,8 +104,7 @@ def test_mlflow_models_serve_answers_over_http(store: Path) -> None:
                 answer = json.loads(urllib.request.urlopen(request, timeout=5).read())
             except OSError:
                 time.sleep(0.5)
-        assert answer is not None, server.stdout.read().decode()[-2000:] if server.poll() is not None else \
-            "no answer in 60 s"
+        assert answer is not None, f"no answer in 120 s; the server's log: {log_path.read_text()[-2000:]}"
     finally:
         server.terminate()
         server.wait(timeout=30)

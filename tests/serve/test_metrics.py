@@ -247,17 +247,6 @@ def test_counts_are_exact_from_many_threads() -> None:
     assert value(m, "deploykit_requests_in_flight", "deploykit_requests_in_flight", model="digits") == 0
 
 
-def test_the_hot_path_costs_a_few_microseconds() -> None:
-    m = Metrics(process=False)
-    n = 20000
-    start = time.perf_counter()
-    for _ in range(n):
-        with m.inflight("digits"):
-            m.observe_request("digits", 1, "kserve", "ok", 0.0004, 0.00005, 0.0002)
-    per_request = (time.perf_counter() - start) / n
-    assert per_request < 20e-6, f"{per_request * 1e6:.1f} µs a request"  # ~2 µs; loose for slow CI
-
-
 # -- served: /metrics, request ids, the access log, the token ----------------------------------------
 def test_metrics_route_after_requests(serve: Any) -> None:
     m = Metrics()
