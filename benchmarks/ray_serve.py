@@ -16,7 +16,8 @@ makes them. Every request is one row of KServe v2 JSON (``"data"``: the flat flo
 (a) "deploykit serve": ``deploykit.serve.Server(repo)`` in a subprocess of its own (in this process
     the 16 client threads would share its GIL), the engines' threads = the usable CPUs, as the CLI runs;
 (b) "deploykit on Ray": ``dk.ray.deployment(repo, num_replicas=R, num_cpus=1)`` (batching by each
-    model's config.json; ``max_ongoing_requests`` 64, its default);
+    model's config.json; ``max_ongoing_requests`` at its default, 64 when RESULTS.md was measured
+    and 128 since — at 16 clients neither bound is reached);
 (c) "hand-written @serve.batch": a FastAPI ingress whose ``/v2/models/{name}/infer`` parses the body
     (``await request.json()``, the "data" list -> numpy), awaits a ``@serve.batch(max_batch_size=32,
     batch_wait_timeout_s=0.002)`` method that runs an ``onnxruntime.InferenceSession`` (default

@@ -18,13 +18,16 @@ from ray.serve import metrics as serve_metrics
 from ..arguments import check_number
 from ..errors import InvalidArgument, ModelLoadError
 from ..serve.application import app
+from ..serve.dataplane import MAX_QUEUE_PER_INSTANCE
 from ..serve.logbuffer import log_to_stderr
 from ..serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
 from .rayworker import actor_cpus
 
 #: Requests one replica takes at once (Ray's ``max_ongoing_requests``; Ray's own default, 5, would
-#: cap every batch at 5 rows): the data plane's own bound for one instance of one version.
-MAX_ONGOING = 64
+#: cap every batch at 5 rows). Twice the data plane's bound for one instance of one version, so that
+#: an overloaded replica answers 503 itself, in the protocol's body with Retry-After, as ``deploykit
+#: serve`` does; at the data plane's bound, Ray would queue the excess and answer 503 in plain text.
+MAX_ONGOING = 2 * MAX_QUEUE_PER_INSTANCE
 #: Requests each caller (the HTTP proxy) queues for the deployment before it answers 503 (Ray's
 #: default, -1, queues without bound).
 MAX_QUEUED = 1024

@@ -45,6 +45,15 @@ class Disconnected(Exception):
     """The client went away before its request body arrived: nobody is left to answer."""
 
 
+def app_path(scope: Scope) -> str:
+    """The request's path within this app: ASGI's ``path`` holds the ``root_path`` the app is mounted
+    under (Ray Serve's route prefix, uvicorn's ``--root-path``), which routing must not see."""
+    path, root = str(scope["path"]), str(scope.get("root_path", ""))
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
+
+
 class Request:
     """One HTTP request: method, path, path parameters, headers (lower-case names), its body."""
 
@@ -61,7 +70,8 @@ class Request:
 
     @property
     def path(self) -> str:
-        return str(self.scope["path"])
+        """The path within this app (``app_path``)."""
+        return app_path(self.scope)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -166,7 +176,7 @@ class App:
         if scope["type"] != "http":  # no websocket endpoints: refuse the handshake
             await send({"type": "websocket.close", "code": 1000})
             return
-        method, path = scope["method"], scope["path"]
+        method, path = scope["method"], app_path(scope)
         handler: Handler | None = None
         params: dict[str, str] = {}
         allowed: list[str] = []
@@ -225,5 +235,5 @@ async def in_thread(function: Callable[[], Any]) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, function)
 
 
-__all__ = ["JSON", "App", "Disconnected", "Handler", "NotFound", "Request", "Response", "Route", "in_thread",
-           "json_response"]
+__all__ = ["JSON", "App", "Disconnected", "Handler", "NotFound", "Request", "Response", "Route", "app_path",
+           "in_thread", "json_response"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
+from .asgi import app_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -126,11 +127,7 @@ class AccessMiddleware:
 
     def _refusal(self, token: bytes, scope: Scope, authorization: bytes | None) -> Refusal | None:
         """None when the request may pass; else why not."""
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if path in self.public_paths:
+        if app_path(scope) in self.public_paths:
             return None
         scheme, _, presented = (authorization or b"").partition(b" ")
         if scheme.lower() != b"bearer" or not presented.strip():
