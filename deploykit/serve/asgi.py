@@ -17,6 +17,7 @@ inference; this layer does what the endpoints need in a few µs. What it does:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -206,14 +207,19 @@ class App:
                                      500)
         await response.send(send, head=method == "HEAD")
 
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """The app's startup and shutdown as an async context manager, for a parent app that mounts
+        this one (Starlette's and FastAPI's mounts pass no lifespan events to the apps they mount):
+        ``async with child.lifespan(): yield`` in the parent's own lifespan."""
+        return self._lifespan(self) if self._lifespan is not None else contextlib.nullcontext()
+
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        context = self._lifespan(self) if self._lifespan is not None else None
+        context = self.lifespan()
         try:
-            if context is not None:
-                await context.__aenter__()
+            await context.__aenter__()
         except BaseException as e:  # a model repository that cannot be served: say why, then stop
             log.exception("startup failed")
             await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -221,8 +227,7 @@ class App:
         await send({"type": "lifespan.startup.complete"})
         message = await receive()  # lifespan.shutdown
         try:
-            if context is not None:
-                await context.__aexit__(None, None, None)
+            await context.__aexit__(None, None, None)
         except Exception as e:
             log.exception("shutdown failed")
             await send({"type": "lifespan.shutdown.failed", "message": str(e)})

@@ -40,6 +40,11 @@ log = logging.getLogger("deploykit.serve")
 
 #: Requests one instance admits at once (running or waiting) before the version answers 503.
 MAX_QUEUE_PER_INSTANCE = 64
+#: Why nothing is served when the models were never loaded: an ASGI app loads them at its startup,
+#: which a parent app's mount (Starlette, FastAPI) does not pass on.
+NOT_STARTED = ("the models are not loaded: the app's startup (ASGI lifespan) has not run; a parent app "
+               "that mounts it runs it in its own lifespan: `async with app.lifespan(): yield` "
+               "(docs/serving.md)")
 #: A model whose warm run is shorter than this gets one intra-op thread per instance (unless its
 #: config says ``threads``): on digits (20 µs a run) ORT's second thread saved nothing and its
 #: spinning took ~0.3 ms of CPU per request from the event loop; a 5 ms CNN gains 1.4x from two.
@@ -143,12 +148,14 @@ class DataPlane:
         self.loads: list[tuple[str, int, float, bool]] = []
         #: inferences started and finished (with a result or an error): equal once drained
         self.started = self.finished = 0
+        self._loaded_once = False  # load_all has run (an app's startup runs it)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def load_all(self) -> None:
         """Load and warm up every served version of every model; a version that fails is kept out
         (``failures`` says why) while the others serve. Models loaded already are left as they are
         (a Ray Serve replica loads before its app starts)."""
+        self._loaded_once = True
         for name, entry in self.repository.models.items():
             if name in self._models:
                 continue
@@ -330,6 +337,8 @@ class DataPlane:
         served = self._models.get(name, {})
         if self.draining:
             raise ModelNotReady("the server is shutting down")
+        if not self._loaded_once:
+            raise ModelNotReady(NOT_STARTED)
         if version is None or version == "":
             ready = [v for v, s in served.items() if s.ready]
             if not ready:

@@ -1,9 +1,13 @@
-"""What the serving tests share: one plain-HTTP request, a digits repository, this process's memory."""
+"""What the serving tests share: one plain-HTTP request, a digits repository, an ASGI app on uvicorn
+in a thread, this process's memory."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -35,6 +39,31 @@ def digits_repository(root: Path, versions: tuple[int, ...] = (1, 2), config: di
     return root
 
 
+class Running:
+    """An ASGI app on uvicorn in a thread of this process, on a free loopback port."""
+
+    def __init__(self, app: Any, root_path: str = "") -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        import uvicorn  # the serve extra's; only the tests that run an app on uvicorn need it
+
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                root_path=root_path)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.socket.close()
+
+
 def rss() -> int:
     """This process's resident memory in bytes (the servers under test run in it)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -43,4 +72,4 @@ def rss() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-__all__ = ["call", "digits_repository", "rss"]
+__all__ = ["Running", "call", "digits_repository", "rss"]

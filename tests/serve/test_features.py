@@ -1,5 +1,6 @@
 """The server's own features end to end: dynamic batching under concurrent clients, Prometheus
-metrics, the bearer token, request ids (real uvicorn on the loopback, plain HTTP)."""
+metrics, the bearer token, request ids, the app mounted under a prefix or in a parent app (real
+uvicorn on the loopback, plain HTTP)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installe
 pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-client) is not installed")
 
 from deploykit.serve import Server
-from tests._support.serving import call, digits_repository
+from deploykit.serve.application import app as serve_app
+from deploykit.serve.asgi import app_path
+from tests._support.serving import Running, call, digits_repository
 from tests.concurrency import run_in_threads
 
 CLIENTS = 32
@@ -110,6 +113,65 @@ def test_a_small_model_gets_one_thread_unless_its_config_says(tmp_path: Path) ->
         plane.load_all()
         assert plane.get("digits").engine.info["threads"] == 2  # the config's word wins
         plane.close()
+
+
+def test_an_app_mounted_under_a_root_path_routes_below_it(tmp_path: Path) -> None:
+    """ASGI's ``path`` holds the ``root_path`` (uvicorn's ``--root-path``, Ray Serve's route prefix):
+    the routes and the token's public paths are matched below it."""
+    repo = digits_repository(tmp_path, versions=(1,))
+    running = Running(serve_app(repo, token="under-token"), root_path="/under")
+    try:
+        assert call(f"{running.url}/v2/health/ready")[0] == 200  # public: no token needed
+        status, _, body = call(f"{running.url}/v2/models/digits",
+                               headers={"Authorization": "Bearer under-token"})
+        assert status == 200 and json.loads(body)["name"] == "digits"
+        assert call(f"{running.url}/v2/models/digits")[0] == 401
+    finally:
+        running.stop()
+    prefix = {"type": "http", "root_path": "/under", "path": "/underground/v2/health/ready"}
+    assert app_path(prefix) == "/underground/v2/health/ready"  # a longer name is not under it
+    assert app_path({**prefix, "path": "/under"}) == "/"
+
+
+def test_an_app_mounted_in_a_starlette_parent_serves_once_the_parent_runs_its_lifespan(
+        tmp_path: Path) -> None:
+    """Starlette's (and FastAPI's) Mount passes no lifespan events to the app it mounts: the parent
+    runs ``app.lifespan()`` in its own; without it, the answer says so instead of a bare 503."""
+    starlette = pytest.importorskip("starlette.applications",
+                                    reason="Starlette (a parent ASGI framework) is not installed")
+    from contextlib import asynccontextmanager
+
+    from starlette.routing import Mount
+
+    repo = digits_repository(tmp_path, versions=(1,))
+    images = load_test_data()[0][:2]
+    want = dk.load(MODEL_PATH, backend="onnxruntime").run({"images": images})["label"].tolist()
+    models = serve_app(repo)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> Any:
+        async with models.lifespan():
+            yield
+
+    running = Running(starlette.Starlette(routes=[Mount("/models", app=models)], lifespan=lifespan))
+    try:
+        assert call(f"{running.url}/models/v2/health/ready")[0] == 200
+        status, _, body = call(f"{running.url}/models/v2/models/digits/infer", infer_body(images),
+                               {"Content-Type": "application/json"})
+        assert status == 200 and json.loads(body)["outputs"][1]["data"] == want
+        status, _, body = call(f"{running.url}/models/v1/models/digits:predict",
+                               json.dumps({"instances": images.tolist()}).encode())
+        assert status == 200 and [p["label"] for p in json.loads(body)["predictions"]] == want
+    finally:
+        running.stop()
+    running = Running(starlette.Starlette(routes=[Mount("/models", app=serve_app(repo))]))  # no lifespan
+    try:
+        assert call(f"{running.url}/models/v2/health/ready")[0] == 503
+        status, _, body = call(f"{running.url}/models/v2/models/digits/infer", infer_body(images),
+                               {"Content-Type": "application/json"})
+        assert status == 503 and "the app's startup (ASGI lifespan) has not run" in json.loads(body)["error"]
+    finally:
+        running.stop()
 
 
 def test_the_cpus_given_decide_the_threads_of_a_model_worth_threads(

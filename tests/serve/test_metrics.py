@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -21,13 +20,11 @@ pytest.importorskip("prometheus_client", reason="the serve extra (prometheus-cli
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 import prometheus_client
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploykit.errors import InvalidArgument
 from deploykit.serve import metrics as metrics_module
-from deploykit.serve.application import app as serve_app
-from deploykit.serve.asgi import App, Request, Response, Route, app_path, json_response
+from deploykit.serve.asgi import App, Request, Response, Route, json_response
 from deploykit.serve.metrics import CONTENT_TYPE, OUTCOMES, Metrics, outcome_of
 from deploykit.serve.middleware import (
     AccessMiddleware,
@@ -36,7 +33,7 @@ from deploykit.serve.middleware import (
     token_from_file,
     valid_request_id,
 )
-from tests._support.serving import digits_repository
+from tests._support.serving import Running
 
 TOKEN = "s3cret-Token_value.42"
 
@@ -64,46 +61,6 @@ def call(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
             return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
-
-
-class Running:
-    """An ASGI app on uvicorn in a thread of this process, on a free loopback port."""
-
-    def __init__(self, app: Any, root_path: str = "") -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                root_path=root_path)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.socket.close()
-
-
-def test_an_app_mounted_under_a_root_path_routes_below_it(tmp_path: Path) -> None:
-    """ASGI's ``path`` holds the ``root_path`` (uvicorn's ``--root-path``, Ray Serve's route prefix):
-    the routes and the token's public paths are matched below it."""
-    repo = digits_repository(tmp_path, versions=(1,))
-    running = Running(serve_app(repo, token="under-token"), root_path="/under")
-    try:
-        assert call(f"{running.url}/v2/health/ready")[0] == 200  # public: no token needed
-        status, _, body = call(f"{running.url}/v2/models/digits", {"Authorization": "Bearer under-token"})
-        assert status == 200 and json.loads(body)["name"] == "digits"
-        assert call(f"{running.url}/v2/models/digits")[0] == 401
-    finally:
-        running.stop()
-    prefix = {"type": "http", "root_path": "/under", "path": "/underground/v2/health/ready"}
-    assert app_path(prefix) == "/underground/v2/health/ready"  # a longer name is not under it
-    assert app_path({**prefix, "path": "/under"}) == "/"
 
 
 def make_app(metrics: Metrics, **middleware: Any) -> App:
