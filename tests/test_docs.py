@@ -30,6 +30,7 @@ import pytest
 import deploykit
 from deploykit import backends
 from deploykit.benchmark import OverrunWarning
+from deploykit.cachedir import cache_dir
 from tests import zoo
 from tests._support.docs_snippets import (
     Block,
@@ -212,9 +213,14 @@ def _page_param(page: str) -> Any:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory, the tune cache inside it, matplotlib off-screen, no operator
-    override of backend="auto"."""
+    override of backend="auto". The onnx2tf environment (2.6 GB, made once by `make test`) is the
+    real cache's: made again per page, it cost ~110 s of convert.md's run."""
+    onnx2tf_envs = cache_dir() / "onnx2tf"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DEPLOYKIT_CACHE_DIR", str(tmp_path / ".cache"))
+    if onnx2tf_envs.is_dir():
+        (tmp_path / ".cache").mkdir()
+        (tmp_path / ".cache" / "onnx2tf").symlink_to(onnx2tf_envs, target_is_directory=True)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("DEPLOYKIT_BACKEND", raising=False)
     return tmp_path
