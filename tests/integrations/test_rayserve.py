@@ -150,23 +150,24 @@ def test_concurrent_requests_are_answered_right_and_counted_on_every_replica(
 
 
 def heavy_repository(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """``root/heavy/1``: 40 chained 256 x 256 MatMuls on a 64 x 256 input (~5 ms a run on one core,
-    so that a burst of requests outruns one replica); with an input and its expected output."""
+    """``root/heavy/1``: 40 chained 512 x 512 MatMuls on a 64 x 512 input (1.3 GFLOP, ~20 ms a run on
+    one AVX2 core, several ms on AVX-512: a burst of requests outruns one replica on any machine);
+    with an input and its expected output."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array((rng.standard_normal((256, 256)) / 16).astype(np.float32), f"w{k}")
+    weights = [numpy_helper.from_array((rng.standard_normal((512, 512)) / 22.6).astype(np.float32), f"w{k}")
                for k in range(40)]
     nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"h{k - 1}", f"w{k}"], [f"h{k}"])
              for k in range(40)]
     nodes.append(helper.make_node("Identity", ["h39"], ["y"]))
     graph = helper.make_graph(nodes, "heavy",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 256])], weights)
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 512])], weights)
     (root / "heavy" / "1").mkdir(parents=True)
     path = root / "heavy" / "1" / "model.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    x = rng.standard_normal((64, 256)).astype(np.float32)
+    x = rng.standard_normal((64, 512)).astype(np.float32)
     return root, x, dk.load(path, backend="onnxruntime", threads=1).run({"x": x})["y"]
 
 
@@ -176,13 +177,13 @@ def heavy_repository(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
 ], ids=["replica-bound", "ray-bound"])
 def test_a_burst_past_the_bounds_is_503_and_every_request_taken_is_answered_right(
         cluster: dict[str, Any], tmp_path: Path, bounds: dict[str, int], ray_answers: bool) -> None:
-    """32 requests at once from 16 clients on one replica of a 5 ms model: those past the bound get
+    """32 requests at once from 16 clients on one replica of a 20 ms model: those past the bound get
     503 — in the protocol's body with Retry-After when the replica answers (as ``deploykit serve``
     does), in Ray's plain text when Ray's proxy does — the others the right answer; it serves on."""
     repo, x, want = heavy_repository(tmp_path)
     serve.run(dk.ray.deployment(repo, name="burst", num_cpus=0.5, **bounds), name="burst",
               route_prefix="/burst")  # half a CPU: the fixture's spare one may still be held
-    body = json.dumps({"inputs": [{"name": "x", "shape": [64, 256], "datatype": "FP32",
+    body = json.dumps({"inputs": [{"name": "x", "shape": [64, 512], "datatype": "FP32",
                                    "data": x.ravel().tolist()}]}).encode()
     url = f"{cluster['url']}/burst/v2/models/heavy/infer"
     try:
@@ -194,7 +195,7 @@ def test_a_burst_past_the_bounds_is_503_and_every_request_taken_is_answered_righ
         for status, sent, raw in answers:
             head = {k.lower(): v for k, v in sent.items()}
             if status == 200:
-                output = np.asarray(json.loads(raw)["outputs"][0]["data"], np.float32).reshape(64, 256)
+                output = np.asarray(json.loads(raw)["outputs"][0]["data"], np.float32).reshape(64, 512)
                 np.testing.assert_allclose(output, want, rtol=1e-5, atol=1e-5)
             elif ray_answers:
                 assert head["content-type"].startswith("text/plain") and "retry-after" not in head
