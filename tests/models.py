@@ -27,6 +27,18 @@ def dynamic_add() -> onnx.ModelProto:
                   [vi("z", TensorProto.FLOAT, ["N", 3])])
 
 
+def matmul_chain(rows: int = 64, width: int = 512, depth: int = 40) -> onnx.ModelProto:
+    """y[rows,width] = x @ w0 @ ... @ w(depth-1), seeded weights scaled to keep values near 1: a
+    model whose run takes a while (64 x 512 x 40: 1.3 GFLOP, ~20 ms on one AVX2 core)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width))
+                                       .astype(np.float32), f"w{k}") for k in range(depth)]
+    nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"h{k - 1}", f"w{k}"],
+                              ["y" if k == depth - 1 else f"h{k}"]) for k in range(depth)]
+    return _model(nodes, [vi("x", TensorProto.FLOAT, [rows, width])],
+                  [vi("y", TensorProto.FLOAT, [rows, width])], initializers=weights)
+
+
 def many_io() -> onnx.ModelProto:
     """Five inputs of four dtypes, four outputs (float, int64, bool, int32)."""
     nodes = [

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arguments import check_number
+from ..arguments import check_bool, check_number
 from ..errors import BackendUnavailable, InvalidArgument, require
 from ..loading import load
 from ..preprocess import Pipeline
@@ -78,8 +78,7 @@ def predict(dataset: Any, model: Any, *, input_column: str | Mapping[str, str] =
     if not isinstance(model, (str, os.PathLike)):
         raise InvalidArgument(f"model must be a path (a model file or a bundle) every actor can read, got "
                               f"{type(model).__name__}")
-    if not isinstance(keep_input, bool):
-        raise InvalidArgument(f"keep_input must be True or False, got {keep_input!r}")
+    keep_input = check_bool(keep_input, "keep_input")
     if preprocess is not None and preprocess is not False and not isinstance(preprocess, Pipeline):
         raise InvalidArgument(f"preprocess must be None (the bundle's pipeline), False (none) or a "
                               f"dk.preprocess.Pipeline, got {type(preprocess).__name__}")
@@ -114,13 +113,11 @@ def _columns(input_column: Any, output_columns: Any, model: Any,
     by loading the model once here (without them when this machine lacks their runtime or device:
     a CPU-only driver of GPU actors)."""
     mapped = isinstance(input_column, Mapping)
-    if mapped and (not input_column or not all(isinstance(k, str) and isinstance(v, str)
-                                               for k, v in input_column.items())):
+    if mapped and (not input_column or not _names_to_names(input_column)):
         raise InvalidArgument("input_column must map input names to column names")
     if not mapped and (not isinstance(input_column, str) or not input_column):
         raise InvalidArgument(f"input_column must be a column name, got {input_column!r}")
-    if output_columns is not None and (not isinstance(output_columns, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in output_columns.items())):
+    if output_columns is not None and not _names_to_names(output_columns):
         raise InvalidArgument(f"output_columns must map output names to column names, got {output_columns!r}")
     if output_columns is not None and len(set(output_columns.values())) != len(output_columns):
         raise InvalidArgument(f"output_columns gives two outputs the same column: {dict(output_columns)}")
@@ -145,6 +142,12 @@ def _columns(input_column: Any, output_columns: Any, model: Any,
         raise InvalidArgument(f"the model has inputs {', '.join(inputs)}: give input_column={{input name: "
                               "column}")
     return {inputs[0]: input_column}
+
+
+def _names_to_names(value: Any) -> bool:
+    """A mapping of strings to strings (tensor names to column names)."""
+    return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items())
 
 
 def deployment(repository: Any, **options: Any) -> Any:

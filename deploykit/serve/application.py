@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..arguments import check_number
-from ..errors import DeployKitError, InvalidArgument, require
+from ..arguments import check_bool, check_number
+from ..errors import DeployKitError, require
 
 log = logging.getLogger("deploykit.serve")
 
@@ -46,11 +46,9 @@ def app(repository: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES,
     check_number(max_queue, "max_queue", minimum=1, integer=True, allow_none=True)
     check_number(watch_interval, "watch_interval", above=0, allow_none=True)
     check_number(cpus, "cpus", minimum=1, integer=True, allow_none=True)
-    if not isinstance(repository_api, bool):
-        raise InvalidArgument(f"repository_api must be True or False, got {repository_api!r}")
-    for flag, value in (("json_logs", json_logs), ("public_metrics", public_metrics)):
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"{flag} must be True or False, got {value!r}")
+    repository_api = check_bool(repository_api, "repository_api")
+    json_logs = check_bool(json_logs, "json_logs")
+    public_metrics = check_bool(public_metrics, "public_metrics")
     from .metrics import CONTENT_TYPE, Metrics
     from .middleware import HEALTH_PATHS, AccessMiddleware
 

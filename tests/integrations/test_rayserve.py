@@ -22,6 +22,7 @@ import pytest
 
 import deploykit as dk
 from deploykit.demo import MODEL_PATH, load_test_data
+from tests import models
 from tests._support.serving import call, digits_repository
 
 ray = pytest.importorskip("ray", reason="the ray extra (ray[serve]) is not installed")
@@ -150,24 +151,12 @@ def test_concurrent_requests_are_answered_right_and_counted_on_every_replica(
 
 
 def heavy_repository(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
-    """``root/heavy/1``: 40 chained 512 x 512 MatMuls on a 64 x 512 input (1.3 GFLOP, ~20 ms a run on
-    one AVX2 core, several ms on AVX-512: a burst of requests outruns one replica on any machine);
-    with an input and its expected output."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array((rng.standard_normal((512, 512)) / 22.6).astype(np.float32), f"w{k}")
-               for k in range(40)]
-    nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"h{k - 1}", f"w{k}"], [f"h{k}"])
-             for k in range(40)]
-    nodes.append(helper.make_node("Identity", ["h39"], ["y"]))
-    graph = helper.make_graph(nodes, "heavy",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 512])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 512])], weights)
+    """``root/heavy/1``: ``models.matmul_chain()`` (~20 ms a run on one AVX2 core, several ms on
+    AVX-512: a burst of requests outruns one replica on any machine); an input and its output."""
     (root / "heavy" / "1").mkdir(parents=True)
     path = root / "heavy" / "1" / "model.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    x = rng.standard_normal((64, 512)).astype(np.float32)
+    onnx.save(models.matmul_chain(), str(path))
+    x = np.random.default_rng(1).standard_normal((64, 512)).astype(np.float32)
     return root, x, dk.load(path, backend="onnxruntime", threads=1).run({"x": x})["y"]
 
 
